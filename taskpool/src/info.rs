@@ -1,0 +1,122 @@
+//! [`Info`]: the stable JSON view of a task that `info`, `ls --json`, `search` and the protocol
+//! return. It is derived from the [`Record`] (and, for a live task asked directly, the supervisor's
+//! fresh counters). Its JSON Schema is `docs/info.schema.json`.
+
+use crate::record::{Behavior, Record, State, Status, Streams, Timestamp};
+use crate::wire;
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// One task as users see it. Field names and meanings are stable; new fields may be added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Info {
+    /// The task id.
+    pub id: u64,
+    /// The optional name given at spawn.
+    pub name: Option<String>,
+    /// Where the task is in its life.
+    pub state: State,
+    /// How it ended; `null` while live.
+    pub status: Option<Status>,
+    /// The argv executed (a shell string shows as `/bin/sh -c STRING`).
+    #[serde(with = "wire::os_vec")]
+    pub command: Vec<OsString>,
+    /// The working directory.
+    #[serde(with = "wire::path")]
+    pub cwd: PathBuf,
+    /// The main process's pid, also its process group id.
+    pub pid: Option<i32>,
+    /// The supervisor's pid.
+    pub supervisor_pid: Option<i32>,
+    /// How the supervisor relates to its caller.
+    pub behavior: Behavior,
+    /// When the task was spawned.
+    pub created_at: Timestamp,
+    /// When the current or latest run started.
+    pub started_at: Option<Timestamp>,
+    /// When the latest run was over.
+    pub ended_at: Option<Timestamp>,
+    /// Seconds from start to end (or to now while running).
+    pub duration: Option<f64>,
+    /// The exit code; `null` when killed by a signal or still live.
+    pub exit_code: Option<i32>,
+    /// The signal that killed the main process, e.g. `SIGKILL`.
+    pub signal: Option<String>,
+    /// The current or latest run number (from 1).
+    pub run: u32,
+    /// Free-form metadata.
+    pub meta: serde_json::Map<String, serde_json::Value>,
+    /// The lock file held while running, if any.
+    #[serde(with = "wire::opt_path")]
+    pub lockfile: Option<PathBuf>,
+    /// Why the task ended as it did, when there is more to say than the status.
+    pub reason: Option<String>,
+    /// Output counters of the current or latest run.
+    pub streams: Streams,
+}
+
+impl Info {
+    /// The view of a record as it stands on disk.
+    pub fn from_record(rec: &Record) -> Info {
+        let run = rec.current();
+        let started_at = run.and_then(|r| r.started_at);
+        let ended_at = run.and_then(|r| r.ended_at);
+        let duration = started_at.map(|s| {
+            let end = ended_at.unwrap_or_else(|| {
+                if rec.state.is_live() {
+                    crate::record::now()
+                } else {
+                    s
+                }
+            });
+            (end - s).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        Info {
+            id: rec.id,
+            name: rec.spec.name.clone(),
+            state: rec.state,
+            status: rec.status(),
+            command: rec.spec.command.argv(),
+            cwd: rec.spec.cwd.clone(),
+            pid: run.and_then(|r| r.pid),
+            supervisor_pid: rec.supervisor_pid,
+            behavior: rec.spec.behavior,
+            created_at: rec.created_at,
+            started_at,
+            ended_at,
+            duration,
+            exit_code: run.and_then(|r| r.exit_code),
+            signal: run.and_then(|r| r.signal.clone()),
+            run: run.map(|r| r.run).unwrap_or(0),
+            meta: rec.meta.clone(),
+            lockfile: rec.spec.lockfile.clone(),
+            reason: rec.reason.clone(),
+            streams: run.map(|r| r.streams).unwrap_or_default(),
+        }
+    }
+
+    /// True while a supervisor is responsible for the task.
+    pub fn is_live(&self) -> bool {
+        self.state.is_live()
+    }
+
+    /// The info as a JSON value (for pattern matching and printing).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The exit status a shell would report for this task: the exit code, `128 + signal` when
+    /// killed, `None` while live or when lost.
+    pub fn shell_status(&self) -> Option<i32> {
+        if self.is_live() {
+            return None;
+        }
+        if let Some(c) = self.exit_code {
+            return Some(c);
+        }
+        let sig = self.signal.as_deref()?;
+        let n = crate::signal::parse_signal(sig).ok()?;
+        Some(128 + n as i32)
+    }
+}

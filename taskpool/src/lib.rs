@@ -1,0 +1,62 @@
+//! A daemonless, directory-backed background task pool.
+//!
+//! A [`Pool`] is a directory. [`Pool::spawn`] starts one small supervisor process per task
+//! (detached from the caller), which holds the task's lock, runs the command in its own process
+//! group, captures stdout and stderr (in a bounded memory buffer and, so nothing is lost, on disk)
+//! and answers requests on a unix socket in the pool. [`Pool::search`] walks the pool's records;
+//! a [`Task`] handle reads output, follows it live, sends signals and stdin, and waits for the end.
+//! Ended tasks are answered from their records, without a live supervisor.
+//!
+//! ```no_run
+//! use taskpool::{Pool, SpawnOptions, CreateOptions};
+//!
+//! # fn main() -> taskpool::Result<()> {
+//! let pool = Pool::open_or_create("/tmp/my-pool", CreateOptions::default())?;
+//! let task = pool.spawn(
+//!     &SpawnOptions::shell("echo hello; echo oops >&2")
+//!         .name("greeter")
+//!         .meta_value("owner", "docs".into()),
+//! )?;
+//! let info = task.wait()?;
+//! assert_eq!(info.exit_code, Some(0));
+//! let out = task.read_all(taskpool::Stream::Stdout)?;
+//! assert_eq!(out, b"hello\n");
+//! for info in pool.search(&serde_json::json!({"meta": {"owner": "docs"}}))? {
+//!     println!("{} {:?}", info.id, info.state);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The wire protocol ([`protocol`]) is JSON lines with raw binary frames for output, documented in
+//! `docs/protocol.md`, so other languages can speak to supervisors directly.
+
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod info;
+pub mod lock;
+pub mod meta;
+pub mod output;
+pub mod pattern;
+pub mod pool;
+pub mod protocol;
+pub mod record;
+pub mod signal;
+pub mod spawn;
+pub mod task;
+pub mod wire;
+
+pub use error::{Error, ErrorKind, Result};
+pub use info::Info;
+pub use pool::{CreateOptions, Pool};
+pub use protocol::Stream;
+pub use record::{Behavior, Command, State, Status, Stdin};
+pub use spawn::SpawnOptions;
+pub use task::{Event, Follow, Task};
+
+/// The environment variable naming the pool, set for every task (and read by the CLI).
+pub const ENV_POOL: &str = "TASKPOOL_DIR";
+/// The environment variable holding the task's id, set for every task.
+pub const ENV_TASK_ID: &str = "TASKPOOL_TASK_ID";
+/// The environment variable holding the supervisor's pid, set for every task.
+pub const ENV_SUPERVISOR_PID: &str = "TASKPOOL_SUPERVISOR_PID";

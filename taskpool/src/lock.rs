@@ -1,0 +1,124 @@
+//! Locks. A live supervisor holds an open-file-description (OFD) write lock on its task's `lock`
+//! file; readers test it with `F_OFD_GETLK`, which never takes the lock, so probing liveness cannot
+//! disturb a supervisor that is starting. The user's `--lockfile` is a plain `flock(2)` lock
+//! (compatible with `flock(1)` in shell scripts) whose holder writes its pid into the file.
+
+use crate::error::{Error, ErrorKind, Result};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+fn flock_struct(kind: libc::c_short) -> libc::flock {
+    // SAFETY: `flock` is a plain C struct for which all-zero bytes are a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0;
+    fl.l_len = 0;
+    fl
+}
+
+/// Try to take an exclusive OFD lock on the whole of `file` without waiting. `Ok(false)` when
+/// another open file description holds it.
+pub fn try_lock_ofd(file: &File) -> Result<bool> {
+    let mut fl = flock_struct(libc::F_WRLCK as libc::c_short);
+    // SAFETY: the fd is valid for the life of `file`, and `fl` is a valid, initialised flock.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(Error::io("locking the task's lock file", e)),
+    }
+}
+
+/// What a liveness probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// A supervisor holds the lock.
+    Held,
+    /// Nobody holds it.
+    Free,
+    /// There is no lock file.
+    Missing,
+}
+
+/// Test whether the lock at `path` is held, without taking it.
+pub fn probe(path: &Path) -> Result<Probe> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Probe::Missing),
+        Err(e) => return Err(Error::path(path, e)),
+    };
+    let mut fl = flock_struct(libc::F_WRLCK as libc::c_short);
+    // SAFETY: the fd is valid for the life of `file`, and `fl` is a valid, initialised flock.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+    if r != 0 {
+        return Err(Error::path(path, std::io::Error::last_os_error()));
+    }
+    Ok(if fl.l_type == libc::F_UNLCK as libc::c_short {
+        Probe::Free
+    } else {
+        Probe::Held
+    })
+}
+
+/// A held user lock file (`flock`), released when dropped (or when the holder exits).
+#[derive(Debug)]
+pub struct UserLock {
+    file: File,
+}
+
+impl UserLock {
+    /// Take `path` exclusively without waiting and write `pid` into it. When another process holds
+    /// it the error is [`ErrorKind::LockHeld`] and names the holder's pid as written in the file.
+    pub fn acquire(path: &Path, pid: u32) -> Result<UserLock> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::path(path, e).context("lockfile"))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut s = String::new();
+                let _ = file.read_to_string(&mut s);
+                let holder = s.trim();
+                let who = if holder.is_empty() {
+                    "another process".to_owned()
+                } else {
+                    format!("pid {holder}")
+                };
+                return Err(Error::new(
+                    ErrorKind::LockHeld,
+                    format!("lockfile {} is held by {who}", path.display()),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::path(path, e).context("lockfile"))
+            }
+        }
+        file.set_len(0).map_err(|e| Error::path(path, e))?;
+        file.rewind().map_err(|e| Error::path(path, e))?;
+        file.write_all(format!("{pid}\n").as_bytes())
+            .map_err(|e| Error::path(path, e))?;
+        Ok(UserLock { file })
+    }
+
+    /// The open lock file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}

@@ -1,0 +1,288 @@
+//! The on-disk output log of one run (`tasks/ID/run-N/`): `stdout` and `stderr` hold each stream's
+//! bytes at their absolute offsets (so `tail -f` works on them), and `chunks` records the order in
+//! which the supervisor read them. Each chunk entry is a little-endian `u32`: the top bit is set for
+//! stderr, the low 31 bits are the chunk's length. The combined view is the chunks in that order,
+//! with offsets of its own. With a log cap, the oldest bytes of a stream are punched out of its file
+//! (offsets stay absolute) and the stream's `start` moves forward.
+//!
+//! The supervisor appends with [`chunk_entry`]; readers use [`OutputLog`].
+
+use crate::error::{Error, Result};
+use crate::protocol::Stream;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// File name of a stream's log in a run directory.
+pub fn stream_file(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+        Stream::Combined => "chunks",
+    }
+}
+
+/// The largest chunk length an entry can carry.
+pub const MAX_CHUNK: u32 = 0x7fff_ffff;
+
+/// Encode a chunk entry.
+pub fn chunk_entry(stream: Stream, len: u32) -> [u8; 4] {
+    debug_assert!(len <= MAX_CHUNK && stream != Stream::Combined);
+    let v = len | if stream == Stream::Stderr { 0x8000_0000 } else { 0 };
+    v.to_le_bytes()
+}
+
+/// Decode a chunk entry.
+pub fn decode_entry(b: [u8; 4]) -> (Stream, u32) {
+    let v = u32::from_le_bytes(b);
+    let s = if v & 0x8000_0000 != 0 {
+        Stream::Stderr
+    } else {
+        Stream::Stdout
+    };
+    (s, v & MAX_CHUNK)
+}
+
+/// A piece of output read back from a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// The stream the bytes came from.
+    pub stream: Stream,
+    /// Offset of the first byte in its stream.
+    pub offset: u64,
+    /// Offset of the first byte in the combined view.
+    pub combined: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// A position in the combined view: the byte offset in `chunks` of the current entry, and the
+/// stream offsets reached so far. Walking from the start is linear in the number of chunks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// Byte offset of the current entry in `chunks`.
+    pub entry: u64,
+    /// Bytes of the current entry already passed.
+    pub within: u32,
+    /// Combined offset reached.
+    pub combined: u64,
+    /// Stdout offset reached.
+    pub stdout: u64,
+    /// Stderr offset reached.
+    pub stderr: u64,
+}
+
+/// Read access to one run's output log.
+#[derive(Debug)]
+pub struct OutputLog {
+    dir: PathBuf,
+    stdout: Option<File>,
+    stderr: Option<File>,
+    chunks: Option<File>,
+}
+
+fn open_opt(path: &Path) -> Result<Option<File>> {
+    match File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::path(path, e)),
+    }
+}
+
+impl OutputLog {
+    /// Open the log in run directory `dir`; missing files read as empty.
+    pub fn open(dir: &Path) -> Result<OutputLog> {
+        Ok(OutputLog {
+            dir: dir.to_owned(),
+            stdout: open_opt(&dir.join("stdout"))?,
+            stderr: open_opt(&dir.join("stderr"))?,
+            chunks: open_opt(&dir.join("chunks"))?,
+        })
+    }
+
+    fn file(&self, stream: Stream) -> Option<&File> {
+        match stream {
+            Stream::Stdout => self.stdout.as_ref(),
+            Stream::Stderr => self.stderr.as_ref(),
+            Stream::Combined => self.chunks.as_ref(),
+        }
+    }
+
+    /// The current length of a stream's file (`combined`: of both).
+    pub fn len(&self, stream: Stream) -> u64 {
+        match stream {
+            Stream::Combined => self.len(Stream::Stdout) + self.len(Stream::Stderr),
+            s => self
+                .file(s)
+                .and_then(|f| f.metadata().ok())
+                .map(|m| m.len())
+                .unwrap_or(0),
+        }
+    }
+
+    /// True when nothing was captured.
+    pub fn is_empty(&self) -> bool {
+        self.len(Stream::Combined) == 0
+    }
+
+    /// Read up to `count` bytes of a single stream from `offset`.
+    pub fn read_stream(&self, stream: Stream, offset: u64, count: usize) -> Result<Vec<u8>> {
+        let Some(f) = self.file(stream) else {
+            return Ok(Vec::new());
+        };
+        let mut buf = vec![0u8; count];
+        let mut got = 0;
+        while got < count {
+            match f.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::path(&self.dir.join(stream_file(stream)), e)),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    fn entry(&self, at: u64) -> Result<Option<(Stream, u32)>> {
+        let Some(f) = self.chunks.as_ref() else {
+            return Ok(None);
+        };
+        let mut b = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match f.read_at(&mut b[got..], at + got as u64) {
+                Ok(0) => return Ok(None),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::path(&self.dir.join("chunks"), e)),
+            }
+        }
+        Ok(Some(decode_entry(b)))
+    }
+
+    /// A cursor positioned at combined offset `offset` (or at the end, if the log is shorter).
+    pub fn seek(&self, offset: u64) -> Result<Cursor> {
+        let mut c = Cursor::default();
+        while c.combined < offset {
+            let Some((s, len)) = self.entry(c.entry)? else {
+                break;
+            };
+            let step = (offset - c.combined).min(len as u64);
+            c.combined += step;
+            *stream_pos(&mut c, s) += step;
+            if step == len as u64 {
+                c.entry += 4;
+            } else {
+                c.within = step as u32;
+            }
+        }
+        Ok(c)
+    }
+
+    /// Read the next piece at `cur` (at most `max` bytes, never crossing a chunk) and advance
+    /// `cur`. `None` when the cursor is at the end of what has been written so far.
+    pub fn next_piece(&self, cur: &mut Cursor, max: usize) -> Result<Option<Piece>> {
+        loop {
+            let Some((s, len)) = self.entry(cur.entry)? else {
+                return Ok(None);
+            };
+            let left = (len - cur.within) as usize;
+            if left == 0 {
+                cur.entry += 4;
+                cur.within = 0;
+                continue;
+            }
+            let want = left.min(max);
+            let offset = *stream_pos(cur, s);
+            let data = self.read_stream(s, offset, want)?;
+            if data.is_empty() {
+                // The entry was written before its bytes reached the file: nothing more yet.
+                return Ok(None);
+            }
+            let piece = Piece {
+                stream: s,
+                offset,
+                combined: cur.combined,
+                data,
+            };
+            let n = piece.data.len();
+            cur.combined += n as u64;
+            *stream_pos(cur, s) += n as u64;
+            cur.within += n as u32;
+            if cur.within == len {
+                cur.entry += 4;
+                cur.within = 0;
+            }
+            return Ok(Some(piece));
+        }
+    }
+
+    /// Read up to `count` bytes of `stream` from `offset`; for `combined` the bytes of both streams
+    /// in combined order.
+    pub fn read(&self, stream: Stream, offset: u64, count: usize) -> Result<Vec<u8>> {
+        if stream != Stream::Combined {
+            return self.read_stream(stream, offset, count);
+        }
+        let mut cur = self.seek(offset)?;
+        let mut out = Vec::new();
+        while out.len() < count {
+            match self.next_piece(&mut cur, count - out.len())? {
+                Some(p) => out.extend_from_slice(&p.data),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn stream_pos(c: &mut Cursor, s: Stream) -> &mut u64 {
+    match s {
+        Stream::Stderr => &mut c.stderr,
+        _ => &mut c.stdout,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_log(dir: &Path, chunks: &[(Stream, &[u8])]) {
+        let mut out = File::create(dir.join("stdout")).unwrap();
+        let mut err = File::create(dir.join("stderr")).unwrap();
+        let mut idx = File::create(dir.join("chunks")).unwrap();
+        for (s, d) in chunks {
+            match s {
+                Stream::Stdout => out.write_all(d).unwrap(),
+                _ => err.write_all(d).unwrap(),
+            }
+            idx.write_all(&chunk_entry(*s, d.len() as u32)).unwrap();
+        }
+    }
+
+    #[test]
+    fn combined_view_keeps_read_order() {
+        let dir = std::env::temp_dir().join(format!("taskpool-output-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_log(
+            &dir,
+            &[
+                (Stream::Stdout, b"one\n"),
+                (Stream::Stderr, b"ERR\n"),
+                (Stream::Stdout, b"two\n"),
+            ],
+        );
+        let log = OutputLog::open(&dir).unwrap();
+        assert_eq!(log.read(Stream::Combined, 0, 100).unwrap(), b"one\nERR\ntwo\n");
+        assert_eq!(log.read(Stream::Combined, 2, 5).unwrap(), b"e\nERR");
+        assert_eq!(log.read(Stream::Stdout, 0, 100).unwrap(), b"one\ntwo\n");
+        let mut c = log.seek(6).unwrap();
+        let p = log.next_piece(&mut c, 100).unwrap().unwrap();
+        assert_eq!((p.stream, p.offset, p.combined, &p.data[..]), (Stream::Stderr, 2, 6, &b"R\n"[..]));
+        let p = log.next_piece(&mut c, 100).unwrap().unwrap();
+        assert_eq!((p.stream, p.offset, p.combined), (Stream::Stdout, 4, 8));
+        assert!(log.next_piece(&mut c, 100).unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,544 @@
+//! [`Pool`]: a view of a pool directory. It checks the directory's ownership and mode, names every
+//! file of the on-disk layout, allocates task ids, and finds tasks (by id, by supervisor pid, or by
+//! searching their info). Nothing here connects to a supervisor unless asked for a live task.
+//!
+//! ```text
+//! POOL/                      0700 (2770 when group-shared)
+//!   next-id                  the next task id (flock'd while allocating)
+//!   tasks/ID/record.json     the task's record, replaced atomically
+//!   tasks/ID/lock            held (OFD lock) by the live supervisor
+//!   tasks/ID/sock            the supervisor's socket, present while it listens
+//!   tasks/ID/run-N/stdout    run N's standard output, byte for byte
+//!   tasks/ID/run-N/stderr    run N's standard error
+//!   tasks/ID/run-N/chunks    the order in which the chunks were read (combined view)
+//! ```
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::info::Info;
+use crate::lock::{self, Probe};
+use crate::protocol::Stream;
+use crate::record::{self, Record, State, Status};
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Unix socket paths longer than this cannot be bound or connected to directly.
+pub const SOCKET_PATH_MAX: usize = 107;
+
+/// The supervisor program's file name.
+pub const SUPERVISOR_PROGRAM: &str = "taskpool-supervisor";
+
+/// How a missing pool directory is created (the seed's `mkdirIfMissing => [mode, uid, gid]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// The directory's mode (default 0700). A mode with the set-gid bit and group write makes a
+    /// group-shared pool.
+    pub mode: u32,
+    /// Owner to give the new directory.
+    pub uid: Option<u32>,
+    /// Group to give the new directory.
+    pub gid: Option<u32>,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            mode: 0o700,
+            uid: None,
+            gid: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Inner {
+    dir: PathBuf,
+    dir_fd: Arc<OwnedFd>,
+    shared_gid: Option<u32>,
+    supervisor_cmd: Option<Vec<OsString>>,
+    supervisor_env: Vec<(OsString, OsString)>,
+    timeout: Duration,
+}
+
+/// A task pool: a directory of tasks. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+fn is_member_of(gid: u32) -> bool {
+    if nix::unistd::getegid().as_raw() == gid {
+        return true;
+    }
+    nix::unistd::getgroups()
+        .map(|gs| gs.iter().any(|g| g.as_raw() == gid))
+        .unwrap_or(false)
+}
+
+/// Check that `dir` may be used as a pool by this user; return the group of a group-shared pool.
+fn check_dir(dir: &Path, md: &fs::Metadata) -> Result<Option<u32>> {
+    if !md.is_dir() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("pool {} is not a directory", dir.display()),
+        ));
+    }
+    let mode = md.mode();
+    let euid = nix::unistd::geteuid().as_raw();
+    let shared = mode & 0o2000 != 0 && mode & 0o020 != 0;
+    if mode & 0o002 != 0 {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "pool {} is writable by others (mode {:04o}); run chmod o-w on it",
+                dir.display(),
+                mode & 0o7777
+            ),
+        ));
+    }
+    if mode & 0o020 != 0 && !shared {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "pool {} is group-writable but not set-gid (mode {:04o}); use chmod g-w, or chmod g+s to share it with its group",
+                dir.display(),
+                mode & 0o7777
+            ),
+        ));
+    }
+    let shared_gid = shared.then_some(md.gid());
+    if md.uid() != euid && euid != 0 && !shared_gid.is_some_and(is_member_of) {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "pool {} is owned by uid {}, not by you (uid {euid})",
+                dir.display(),
+                md.uid()
+            ),
+        ));
+    }
+    Ok(shared_gid)
+}
+
+impl Pool {
+    /// Open an existing pool directory. Fails if it is missing, is not a directory, belongs to
+    /// another user, or is writable by others (root may open any pool; members may open a
+    /// group-shared one).
+    pub fn open(path: impl AsRef<Path>) -> Result<Pool> {
+        let dir = path.as_ref();
+        let md = fs::metadata(dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("pool {} does not exist", dir.display()),
+                )
+            } else {
+                Error::path(dir, e).context("pool")
+            }
+        })?;
+        let shared_gid = check_dir(dir, &md)?;
+        let dir = std::path::absolute(dir).map_err(|e| Error::path(dir, e))?;
+        let dir_fd: OwnedFd = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&dir)
+            .map_err(|e| Error::path(&dir, e))?
+            .into();
+        let tasks = dir.join("tasks");
+        if !tasks.is_dir() {
+            let mode = if shared_gid.is_some() { 0o2770 } else { 0o700 };
+            match fs::DirBuilder::new().mode(mode).create(&tasks) {
+                Ok(()) => {
+                    let _ = fs::set_permissions(&tasks, fs::Permissions::from_mode(mode));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::path(&tasks, e)),
+            }
+        }
+        Ok(Pool {
+            inner: Arc::new(Inner {
+                dir,
+                dir_fd: Arc::new(dir_fd),
+                shared_gid,
+                supervisor_cmd: None,
+                supervisor_env: Vec::new(),
+                timeout: Duration::from_secs(5),
+            }),
+        })
+    }
+
+    /// Open a pool, creating the directory (and its parents) first if it is missing.
+    pub fn open_or_create(path: impl AsRef<Path>, create: CreateOptions) -> Result<Pool> {
+        let dir = path.as_ref();
+        if !dir.exists() {
+            if let Some(parent) = dir.parent() {
+                if !parent.as_os_str().is_empty() {
+                    fs::create_dir_all(parent).map_err(|e| Error::path(parent, e))?;
+                }
+            }
+            match fs::DirBuilder::new().mode(create.mode & 0o777).create(dir) {
+                Ok(()) => {
+                    fs::set_permissions(dir, fs::Permissions::from_mode(create.mode))
+                        .map_err(|e| Error::path(dir, e))?;
+                    if create.uid.is_some() || create.gid.is_some() {
+                        std::os::unix::fs::chown(dir, create.uid, create.gid)
+                            .map_err(|e| Error::path(dir, e))?;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::path(dir, e)),
+            }
+        }
+        Self::open(dir)
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::make_mut(&mut self.inner)
+    }
+
+    /// The pool's directory (absolute).
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The group of a group-shared pool, `None` for a private one.
+    pub fn shared_gid(&self) -> Option<u32> {
+        self.inner.shared_gid
+    }
+
+    /// How long requests that expect an immediate reply wait for a supervisor (default 5 s).
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Set the request timeout.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.inner_mut().timeout = timeout;
+    }
+
+    /// Override the command that starts supervisors (the seed's `supervisorCmd`). The launch
+    /// arguments are appended to it.
+    pub fn set_supervisor_cmd(&mut self, argv: Vec<OsString>) {
+        self.inner_mut().supervisor_cmd = Some(argv);
+    }
+
+    /// Replace the variables added to supervisors' environment (the seed's `supervisorEnv`).
+    pub fn set_supervisor_env(&mut self, env: Vec<(OsString, OsString)>) {
+        self.inner_mut().supervisor_env = env;
+    }
+
+    /// Add one variable to supervisors' environment (the seed's `applySupervisorEnv`).
+    pub fn apply_supervisor_env(&mut self, key: impl Into<OsString>, value: impl Into<OsString>) {
+        let (k, v) = (key.into(), value.into());
+        let env = &mut self.inner_mut().supervisor_env;
+        env.retain(|(ek, _)| *ek != k);
+        env.push((k, v));
+    }
+
+    /// The variables added to supervisors' environment.
+    pub fn supervisor_env(&self) -> &[(OsString, OsString)] {
+        &self.inner.supervisor_env
+    }
+
+    /// The command that starts a supervisor: the override, else `$TASKPOOL_SUPERVISOR`, else
+    /// `taskpool-supervisor` next to the current executable, else on `PATH`.
+    pub fn supervisor_cmd(&self) -> Result<Vec<OsString>> {
+        if let Some(c) = &self.inner.supervisor_cmd {
+            return Ok(c.clone());
+        }
+        if let Some(v) = std::env::var_os("TASKPOOL_SUPERVISOR").filter(|v| !v.is_empty()) {
+            return Ok(vec![v]);
+        }
+        let mut looked = Vec::new();
+        if let Ok(exe) = std::env::current_exe() {
+            // Beside the executable; for test harnesses under target/*/deps, one level up too.
+            for dir in exe.ancestors().skip(1).take(2) {
+                let cand = dir.join(SUPERVISOR_PROGRAM);
+                if is_executable(&cand) {
+                    return Ok(vec![cand.into()]);
+                }
+                looked.push(dir.display().to_string());
+            }
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            for dir in std::env::split_paths(&path) {
+                let cand = dir.join(SUPERVISOR_PROGRAM);
+                if is_executable(&cand) {
+                    return Ok(vec![cand.into()]);
+                }
+            }
+        }
+        looked.push("PATH".into());
+        Err(Error::new(
+            ErrorKind::Supervisor,
+            format!(
+                "cannot find the supervisor program {SUPERVISOR_PROGRAM} (looked in {}); install it beside taskpool (cargo install --path cli installs both) or set TASKPOOL_SUPERVISOR to its path",
+                looked.join(", ")
+            ),
+        ))
+    }
+
+    /// The directory holding every task.
+    pub fn tasks_dir(&self) -> PathBuf {
+        self.inner.dir.join("tasks")
+    }
+
+    /// A task's directory.
+    pub fn task_dir(&self, id: u64) -> PathBuf {
+        self.tasks_dir().join(id.to_string())
+    }
+
+    /// A task's record file.
+    pub fn record_path(&self, id: u64) -> PathBuf {
+        self.task_dir(id).join("record.json")
+    }
+
+    /// A task's liveness lock file.
+    pub fn lock_path(&self, id: u64) -> PathBuf {
+        self.task_dir(id).join("lock")
+    }
+
+    /// A task's socket (the seed's `socketPath`).
+    pub fn socket_path(&self, id: u64) -> PathBuf {
+        self.task_dir(id).join("sock")
+    }
+
+    /// A path to connect to a task's socket that fits the unix socket limit: the socket path
+    /// itself when short enough, else a path through this process's open descriptor of the pool.
+    pub fn connect_path(&self, id: u64) -> PathBuf {
+        let p = self.socket_path(id);
+        if p.as_os_str().len() <= SOCKET_PATH_MAX {
+            p
+        } else {
+            PathBuf::from(format!(
+                "/proc/self/fd/{}/tasks/{id}/sock",
+                self.inner.dir_fd.as_raw_fd()
+            ))
+        }
+    }
+
+    /// The directory holding run `run`'s output.
+    pub fn run_dir(&self, id: u64, run: u32) -> PathBuf {
+        self.task_dir(id).join(format!("run-{run}"))
+    }
+
+    /// The log file of one stream of one run (the seed's `outputPath`); `combined` names the
+    /// chunk order file.
+    pub fn output_path(&self, id: u64, run: u32, stream: Stream) -> PathBuf {
+        self.run_dir(id, run).join(crate::output::stream_file(stream))
+    }
+
+    /// Allocate a new task id and create its directory. Ids start at 1, are never reused (the
+    /// counter survives `rm` and `clean`) and are unique under concurrent spawns (the counter file
+    /// is locked while it is bumped).
+    pub fn allocate_id(&self) -> Result<u64> {
+        let path = self.inner.dir.join("next-id");
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o660)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| Error::path(&path, e))?;
+        f.lock().map_err(|e| Error::path(&path, e))?;
+        let mut s = String::new();
+        f.read_to_string(&mut s).map_err(|e| Error::path(&path, e))?;
+        let mut id: u64 = s.trim().parse().unwrap_or(1).max(1);
+        let mode = if self.inner.shared_gid.is_some() { 0o2770 } else { 0o700 };
+        loop {
+            let dir = self.task_dir(id);
+            match fs::DirBuilder::new().mode(mode).create(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => id += 1,
+                Err(e) => return Err(Error::path(&dir, e)),
+            }
+        }
+        f.set_len(0).map_err(|e| Error::path(&path, e))?;
+        f.rewind().map_err(|e| Error::path(&path, e))?;
+        f.write_all(format!("{}\n", id + 1).as_bytes())
+            .map_err(|e| Error::path(&path, e))?;
+        Ok(id)
+    }
+
+    /// The ids of every task that has a record, ascending.
+    pub fn ids(&self) -> Result<Vec<u64>> {
+        let dir = self.tasks_dir();
+        let rd = fs::read_dir(&dir).map_err(|e| Error::path(&dir, e))?;
+        let mut ids: Vec<u64> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Load a task's record as it stands, judging liveness: a record that says live but whose
+    /// supervisor no longer holds the lock is marked `lost` (on disk too, when this user may write).
+    pub fn load_record(&self, id: u64) -> Result<Record> {
+        let path = self.record_path(id);
+        let rec = Record::load(&path).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::new(ErrorKind::NotFound, format!("task {id} not found"))
+            } else {
+                e
+            }
+        })?;
+        if !rec.state.is_live() {
+            return Ok(rec);
+        }
+        match lock::probe(&self.lock_path(id))? {
+            Probe::Held => Ok(rec),
+            Probe::Free | Probe::Missing => self.mark_lost(id, rec),
+        }
+    }
+
+    fn mark_lost(&self, id: u64, mut rec: Record) -> Result<Record> {
+        let lost = |rec: &mut Record| {
+            rec.state = State::Lost;
+            if let Some(run) = rec.current_mut() {
+                run.status = Some(Status::Lost);
+            }
+            rec.reason = Some(format!(
+                "supervisor (pid {}) vanished without recording the end",
+                rec.supervisor_pid.unwrap_or(0)
+            ));
+        };
+        // Take the lock ourselves so that a supervisor starting right now is not overwritten.
+        let held = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(self.lock_path(id))
+            .ok()
+            .and_then(|f| lock::try_lock_ofd(&f).ok().filter(|&ok| ok).map(|_| f));
+        match held {
+            Some(_guard) => {
+                let path = self.record_path(id);
+                let mut fresh = Record::load(&path)?;
+                if fresh.state.is_live() {
+                    lost(&mut fresh);
+                    // A reader without write access still reports the task lost.
+                    let _ = fresh.store(&path, true);
+                }
+                Ok(fresh)
+            }
+            None => {
+                let fresh = Record::load(&self.record_path(id))?;
+                if fresh.state.is_live()
+                    && lock::probe(&self.lock_path(id))? != Probe::Held
+                {
+                    rec = fresh;
+                    lost(&mut rec);
+                    return Ok(rec);
+                }
+                Ok(fresh)
+            }
+        }
+    }
+
+    /// A handle on task `id`, if it exists.
+    pub fn task(&self, id: u64) -> Result<crate::Task> {
+        if !self.record_path(id).exists() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("task {id} not found in pool {}", self.path().display()),
+            ));
+        }
+        Ok(crate::Task::new(self.clone(), id))
+    }
+
+    /// The task whose supervisor has pid `pid` (the seed's `taskByPid`): a live one if any.
+    pub fn task_by_pid(&self, pid: i32) -> Result<crate::Task> {
+        let mut found = None;
+        for info in self.list()? {
+            if info.supervisor_pid == Some(pid) {
+                let live = info.is_live();
+                found = Some(info.id);
+                if live {
+                    break;
+                }
+            }
+        }
+        found
+            .map(|id| crate::Task::new(self.clone(), id))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("no task with supervisor pid {pid} in pool {}", self.path().display()),
+                )
+            })
+    }
+
+    /// The info of every task, sorted by id, from the records (liveness judged by lock probe; no
+    /// supervisor is contacted). Tasks removed while listing are skipped.
+    pub fn list(&self) -> Result<Vec<Info>> {
+        self.search_with(|_| true)
+    }
+
+    /// Every task whose info matches `pattern` as a deep subset (see [`crate::pattern`]).
+    pub fn search(&self, pattern: &serde_json::Value) -> Result<Vec<Info>> {
+        if pattern.as_object().is_some_and(|o| o.is_empty()) {
+            return self.list();
+        }
+        self.search_with(|info| crate::pattern::matches(pattern, &info.to_json()))
+    }
+
+    /// Every task for which `pred` returns true.
+    pub fn search_with(&self, mut pred: impl FnMut(&Info) -> bool) -> Result<Vec<Info>> {
+        let mut out = Vec::new();
+        for id in self.ids()? {
+            let rec = match self.load_record(id) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let info = Info::from_record(&rec);
+            if pred(&info) {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove the records and output of ended tasks (those ended before `older_than` ago, when
+    /// given). Returns the ids removed.
+    pub fn clean(&self, older_than: Option<Duration>) -> Result<Vec<u64>> {
+        let cutoff = older_than
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| record::now() - d);
+        let mut removed = Vec::new();
+        for info in self.list()? {
+            if info.is_live() {
+                continue;
+            }
+            let when = info.ended_at.unwrap_or(info.created_at);
+            if cutoff.is_some_and(|c| when > c) {
+                continue;
+            }
+            self.task(info.id)?.remove(false)?;
+            removed.push(info.id);
+        }
+        Ok(removed)
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Open a file for reading that must not be a symlink.
+pub(crate) fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}

@@ -1,0 +1,339 @@
+//! The on-disk record of a task (`tasks/ID/record.json`): what to run (the [`Spec`]), its free-form
+//! meta, its lifecycle [`State`] and the history of its runs. The supervisor owns the record while it
+//! is live and replaces it atomically (write `record.json.tmp`, rename); readers never see a torn
+//! record. Everything about an ended task is answered from this file without a live supervisor.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::wire;
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The record format written by this version. Readers accept this and older formats.
+pub const RECORD_FORMAT: u32 = 1;
+
+/// A point in time, serialized as RFC 3339 with the local UTC offset.
+pub type Timestamp = chrono::DateTime<chrono::FixedOffset>;
+
+/// The current local time as a [`Timestamp`].
+pub fn now() -> Timestamp {
+    chrono::Local::now().fixed_offset()
+}
+
+/// Where a task is in its life. `Running` and `Paused` are live; `Exited` and `Lost` are over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// The command is running.
+    Running,
+    /// The command's process group is stopped (`pause`); `resume` continues it.
+    Paused,
+    /// The command ran and ended.
+    Exited,
+    /// The supervisor vanished without recording the end.
+    Lost,
+}
+
+impl State {
+    /// True while a supervisor is responsible for the task.
+    pub fn is_live(self) -> bool {
+        matches!(self, State::Running | State::Paused)
+    }
+
+    /// The lower-case name used in JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Paused => "paused",
+            State::Exited => "exited",
+            State::Lost => "lost",
+        }
+    }
+}
+
+/// How a task's run ended; set once it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Exit code 0.
+    Success,
+    /// A non-zero exit code, or the command could not be started.
+    Failure,
+    /// Ended by a signal.
+    Killed,
+    /// The supervisor vanished; the outcome is unknown.
+    Lost,
+}
+
+impl Status {
+    /// The lower-case name used in JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Failure => "failure",
+            Status::Killed => "killed",
+            Status::Lost => "lost",
+        }
+    }
+}
+
+/// What the task runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Command {
+    /// A shell string, run by `/bin/sh -c`.
+    Shell(String),
+    /// An argv, executed directly (searched on `PATH` when it has no slash).
+    Exec(#[serde(with = "wire::os_vec")] Vec<OsString>),
+}
+
+impl Command {
+    /// The argv that is executed.
+    pub fn argv(&self) -> Vec<OsString> {
+        match self {
+            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.into()],
+            Command::Exec(v) => v.clone(),
+        }
+    }
+}
+
+/// Where the task's standard input comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Stdin {
+    /// A pipe the supervisor holds; clients write to it with `send`.
+    #[default]
+    Pipe,
+    /// `/dev/null`.
+    Null,
+    /// A file, opened read-only.
+    File(#[serde(with = "wire::path")] PathBuf),
+}
+
+/// How the supervisor relates to the process that spawned it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Behavior {
+    /// A new session: survives the caller and its terminal.
+    #[default]
+    Daemon,
+    /// Detached, but the task is ended when the caller's process group leader exits.
+    Background,
+    /// The supervisor stays the caller's child (for debugging).
+    Foreground,
+}
+
+impl Behavior {
+    /// The lower-case name used in JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Behavior::Daemon => "daemon",
+            Behavior::Background => "background",
+            Behavior::Foreground => "foreground",
+        }
+    }
+}
+
+/// Everything needed to run (and re-run) a task, fixed at spawn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// What to run.
+    pub command: Command,
+    /// The task's complete environment (resolved at spawn; the supervisor adds `TASKPOOL_*`).
+    #[serde(with = "wire::env")]
+    pub env: Vec<(OsString, OsString)>,
+    /// The working directory (absolute).
+    #[serde(with = "wire::path")]
+    pub cwd: PathBuf,
+    /// An optional human name.
+    pub name: Option<String>,
+    /// Where standard input comes from.
+    #[serde(default)]
+    pub stdin: Stdin,
+    /// A lock file the task must hold while it runs (`flock`); its holder's pid is written in it.
+    #[serde(default, with = "wire::opt_path")]
+    pub lockfile: Option<PathBuf>,
+    /// Bytes of each stream held in memory.
+    pub buffer_size: u64,
+    /// Cap on each stream's on-disk log; the oldest bytes go beyond it.
+    #[serde(default)]
+    pub log_max: Option<u64>,
+    /// Send stderr into the stdout pipe, for exact ordering.
+    #[serde(default)]
+    pub merge_stderr: bool,
+    /// How long the supervisor keeps serving after the end, in milliseconds.
+    #[serde(default)]
+    pub linger_ms: Option<u64>,
+    /// How the supervisor relates to its caller.
+    #[serde(default)]
+    pub behavior: Behavior,
+    /// Grace between INT, TERM and KILL when terminating, in milliseconds.
+    pub grace_ms: u64,
+}
+
+/// Per-stream byte counters: offsets are absolute positions in the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StreamStats {
+    /// The first offset that can still be read (after the log cap dropped older bytes).
+    pub start: u64,
+    /// One past the last byte captured: the stream's total length.
+    pub end: u64,
+    /// Bytes captured but no longer readable anywhere.
+    pub dropped: u64,
+    /// The first offset held in the supervisor's memory buffer (live tasks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer_start: Option<u64>,
+}
+
+/// The three output views of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Streams {
+    /// The task's standard output.
+    pub stdout: StreamStats,
+    /// The task's standard error.
+    pub stderr: StreamStats,
+    /// Both, in the order the supervisor read them, with offsets of its own.
+    pub combined: StreamStats,
+}
+
+/// One run of the task's command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run number, from 1.
+    pub run: u32,
+    /// The main process's pid, also its process group id.
+    pub pid: Option<i32>,
+    /// When the command was executed.
+    pub started_at: Option<Timestamp>,
+    /// When the run was over (process reaped and output drained).
+    pub ended_at: Option<Timestamp>,
+    /// The exit code, `None` when killed by a signal.
+    pub exit_code: Option<i32>,
+    /// The signal that killed the main process (e.g. `SIGTERM`).
+    pub signal: Option<String>,
+    /// The run's status once over.
+    pub status: Option<Status>,
+    /// Output counters (final once the run is over).
+    #[serde(default)]
+    pub streams: Streams,
+}
+
+impl RunRecord {
+    /// A fresh, not yet started run.
+    pub fn new(run: u32) -> Self {
+        RunRecord {
+            run,
+            pid: None,
+            started_at: None,
+            ended_at: None,
+            exit_code: None,
+            signal: None,
+            status: None,
+            streams: Streams::default(),
+        }
+    }
+}
+
+/// The whole durable state of one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The record format ([`RECORD_FORMAT`]).
+    pub format: u32,
+    /// The task id, unique in the pool and never reused.
+    pub id: u64,
+    /// What to run.
+    pub spec: Spec,
+    /// Free-form JSON metadata (an object).
+    pub meta: serde_json::Map<String, serde_json::Value>,
+    /// When the task was spawned.
+    pub created_at: Timestamp,
+    /// Where the task is in its life.
+    pub state: State,
+    /// The supervisor's pid (of the latest run).
+    pub supervisor_pid: Option<i32>,
+    /// Why the task ended the way it did, when there is more to say than the status.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The runs, oldest first; the last one is the current or latest run.
+    pub runs: Vec<RunRecord>,
+}
+
+impl Record {
+    /// The current or latest run.
+    pub fn current(&self) -> Option<&RunRecord> {
+        self.runs.last()
+    }
+
+    /// The current or latest run, mutably.
+    pub fn current_mut(&mut self) -> Option<&mut RunRecord> {
+        self.runs.last_mut()
+    }
+
+    /// The task's status: that of the latest run once over, `None` while live.
+    pub fn status(&self) -> Option<Status> {
+        if self.state.is_live() {
+            None
+        } else {
+            self.current().and_then(|r| r.status)
+        }
+    }
+
+    /// Read and parse a record file.
+    pub fn load(path: &Path) -> Result<Record> {
+        let bytes = std::fs::read(path).map_err(|e| Error::path(path, e))?;
+        Self::parse(&bytes).map_err(|e| e.context(path.display()))
+    }
+
+    /// Parse a record from its JSON bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Record> {
+        let rec: Record = serde_json::from_slice(bytes)
+            .map_err(|e| Error::new(ErrorKind::Protocol, format!("bad record: {e}")))?;
+        if rec.format > RECORD_FORMAT {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!("record format {} is newer than this version understands", rec.format),
+            ));
+        }
+        Ok(rec)
+    }
+
+    /// Replace the record file at `path` atomically: write a temporary file beside it, optionally
+    /// fsync it, rename it into place (and fsync the directory when `durable`).
+    pub fn store(&self, path: &Path, durable: bool) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("encoding record: {e}")))?;
+        write_atomic(path, &json, durable)
+    }
+}
+
+/// Write `bytes` to `path` atomically via `path.tmp` and rename. The temporary file is created with
+/// `O_NOFOLLOW` and mode 0600 (0660 in a group-shared pool, via the umask), truncating any leftover.
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o660)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(|e| Error::path(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::path(&tmp, e))?;
+    if durable {
+        f.sync_all().map_err(|e| Error::path(&tmp, e))?;
+    }
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| Error::path(path, e))?;
+    if durable {
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! Spawning: [`SpawnOptions`] describe a task; [`Pool::spawn`] validates them, allocates an id and
+//! starts a supervisor. The library never forks its (possibly multi-threaded) caller to run Rust
+//! code: it executes the supervisor program, hands it a [`Launch`] line on its stdin, and reads one
+//! [`LaunchReply`] line from its stdout. The reply comes once the supervisor holds the task's lock,
+//! listens on its socket and has executed the command, or carries the real reason it could not;
+//! on failure nothing is left behind (no process, no socket, no record).
+
+use crate::error::{kind_from_name, Error, ErrorKind, Result};
+use crate::pool::Pool;
+use crate::protocol::{encode_line, Launch, LaunchReply};
+use crate::record::{Behavior, Command, Spec, Stdin};
+use crate::task::Task;
+use serde_json::{Map, Value};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// The default size of each stream's memory buffer: 1 MiB.
+pub const DEFAULT_BUFFER: u64 = 1024 * 1024;
+/// The default grace between INT, TERM and KILL when terminating.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything that describes a new task. Build with [`SpawnOptions::shell`] or
+/// [`SpawnOptions::exec`] and the chained setters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpawnOptions {
+    /// What to run.
+    pub command: Command,
+    /// Variables added to (or, with `clear_env`, making up) the task's environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// Start from an empty environment instead of the caller's.
+    pub clear_env: bool,
+    /// The working directory (default: the caller's).
+    pub cwd: Option<PathBuf>,
+    /// A human name.
+    pub name: Option<String>,
+    /// Initial free-form metadata.
+    pub meta: Map<String, Value>,
+    /// Where stdin comes from (default: a pipe, writable with `send`).
+    pub stdin: Stdin,
+    /// A lock file the task must hold while it runs.
+    pub lockfile: Option<PathBuf>,
+    /// Bytes of each stream held in memory (default 1 MiB).
+    pub buffer_size: u64,
+    /// Cap on each stream's on-disk log (default: unlimited).
+    pub log_max: Option<u64>,
+    /// Merge stderr into stdout at the source, for exact order.
+    pub merge_stderr: bool,
+    /// Keep the supervisor serving this long after the end.
+    pub linger: Option<Duration>,
+    /// How the supervisor relates to the caller (default: daemon).
+    pub behavior: Behavior,
+    /// Grace between INT, TERM and KILL when terminating (default 2 s).
+    pub grace: Duration,
+}
+
+impl SpawnOptions {
+    fn new(command: Command) -> Self {
+        SpawnOptions {
+            command,
+            env: Vec::new(),
+            clear_env: false,
+            cwd: None,
+            name: None,
+            meta: Map::new(),
+            stdin: Stdin::Pipe,
+            lockfile: None,
+            buffer_size: DEFAULT_BUFFER,
+            log_max: None,
+            merge_stderr: false,
+            linger: None,
+            behavior: Behavior::Daemon,
+            grace: DEFAULT_GRACE,
+        }
+    }
+
+    /// A task running `script` with `/bin/sh -c`.
+    pub fn shell(script: impl Into<String>) -> Self {
+        Self::new(Command::Shell(script.into()))
+    }
+
+    /// A task executing `argv` directly (the program is searched on `PATH` without a slash).
+    pub fn exec<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Self::new(Command::Exec(argv.into_iter().map(Into::into).collect()))
+    }
+
+    /// Add an environment variable.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Start from an empty environment.
+    pub fn clear_env(mut self, yes: bool) -> Self {
+        self.clear_env = yes;
+        self
+    }
+
+    /// Set the working directory.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Set the name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Replace the initial meta.
+    pub fn meta(mut self, meta: Map<String, Value>) -> Self {
+        self.meta = meta;
+        self
+    }
+
+    /// Set one meta key.
+    pub fn meta_value(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.meta.insert(key.into(), value);
+        self
+    }
+
+    /// Set where stdin comes from.
+    pub fn stdin(mut self, stdin: Stdin) -> Self {
+        self.stdin = stdin;
+        self
+    }
+
+    /// Require a lock file.
+    pub fn lockfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.lockfile = Some(path.into());
+        self
+    }
+
+    /// Set the per-stream memory buffer size.
+    pub fn buffer_size(mut self, bytes: u64) -> Self {
+        self.buffer_size = bytes;
+        self
+    }
+
+    /// Cap each stream's on-disk log.
+    pub fn log_max(mut self, bytes: u64) -> Self {
+        self.log_max = Some(bytes);
+        self
+    }
+
+    /// Merge stderr into stdout at the source.
+    pub fn merge_stderr(mut self, yes: bool) -> Self {
+        self.merge_stderr = yes;
+        self
+    }
+
+    /// Keep the supervisor serving for `d` after the end.
+    pub fn linger(mut self, d: Duration) -> Self {
+        self.linger = Some(d);
+        self
+    }
+
+    /// Set the behavior.
+    pub fn behavior(mut self, b: Behavior) -> Self {
+        self.behavior = b;
+        self
+    }
+
+    /// Set the termination grace.
+    pub fn grace(mut self, d: Duration) -> Self {
+        self.grace = d;
+        self
+    }
+
+    /// Validate the options and resolve them into a [`Spec`]: the complete environment, an
+    /// absolute working directory that exists.
+    pub fn to_spec(&self) -> Result<Spec> {
+        let invalid = |m: String| Error::new(ErrorKind::InvalidInput, m);
+        match &self.command {
+            Command::Exec(argv) if argv.is_empty() || argv[0].is_empty() => {
+                return Err(invalid("exec needs a program to run".into()))
+            }
+            Command::Shell(s) if s.is_empty() => {
+                return Err(invalid("the shell command is empty".into()))
+            }
+            _ => {}
+        }
+        if self.buffer_size == 0 {
+            return Err(invalid("buffer size must be at least 1 byte".into()));
+        }
+        if self.log_max == Some(0) {
+            return Err(invalid("log cap must be at least 1 byte".into()));
+        }
+        let cwd = match &self.cwd {
+            Some(d) => std::path::absolute(d).map_err(|e| Error::path(d, e).context("cwd"))?,
+            None => std::env::current_dir().map_err(|e| Error::io("current directory", e))?,
+        };
+        if !cwd.is_dir() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("cwd {} does not exist or is not a directory", cwd.display()),
+            ));
+        }
+        if let Stdin::File(p) = &self.stdin {
+            std::fs::File::open(p).map_err(|e| Error::path(p, e).context("stdin file"))?;
+        }
+        let lockfile = self
+            .lockfile
+            .as_ref()
+            .map(|p| std::path::absolute(p).map_err(|e| Error::path(p, e).context("lockfile")))
+            .transpose()?;
+        for (k, _) in &self.env {
+            if k.is_empty() || k.as_encoded_bytes().contains(&b'=') {
+                return Err(invalid(format!("bad environment variable name {k:?}")));
+            }
+        }
+        let mut env: Vec<(OsString, OsString)> = if self.clear_env {
+            Vec::new()
+        } else {
+            std::env::vars_os().collect()
+        };
+        for (k, v) in &self.env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.clone(), v.clone()));
+        }
+        Ok(Spec {
+            command: self.command.clone(),
+            env,
+            cwd,
+            name: self.name.clone(),
+            stdin: match &self.stdin {
+                Stdin::File(p) => Stdin::File(
+                    std::path::absolute(p).map_err(|e| Error::path(p, e).context("stdin"))?,
+                ),
+                s => s.clone(),
+            },
+            lockfile,
+            buffer_size: self.buffer_size,
+            log_max: self.log_max,
+            merge_stderr: self.merge_stderr,
+            linger_ms: self.linger.map(|d| d.as_millis() as u64),
+            behavior: self.behavior,
+            grace_ms: self.grace.as_millis() as u64,
+        })
+    }
+}
+
+/// What a successful launch reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launched {
+    /// The supervisor's pid.
+    pub supervisor_pid: i32,
+    /// The task's main pid.
+    pub pid: i32,
+    /// The run number.
+    pub run: u32,
+}
+
+impl Pool {
+    /// Start a new task. Returns once the supervisor holds the task's lock, listens, and has
+    /// executed the command; on any failure returns the real reason and leaves nothing behind.
+    pub fn spawn(&self, opts: &SpawnOptions) -> Result<Task> {
+        let spec = opts.to_spec()?;
+        let behavior = spec.behavior;
+        let id = self.allocate_id()?;
+        let launch = Launch {
+            id,
+            spec: Some(spec),
+            meta: opts.meta.clone(),
+            restart: false,
+        };
+        match self.launch(&launch, behavior) {
+            Ok((_, child)) => Ok(Task::with_child(self.clone(), id, child)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(self.task_dir(id));
+                Err(e)
+            }
+        }
+    }
+
+    /// Run an ended task again under the same id, as a new run. Refused while the task is live.
+    pub fn restart(&self, id: u64) -> Result<Task> {
+        let rec = self.load_record(id)?;
+        if rec.state.is_live() {
+            return Err(Error::new(
+                ErrorKind::State,
+                format!("task {id} is {}; restart is refused while it is live", rec.state.as_str()),
+            ));
+        }
+        let launch = Launch {
+            id,
+            spec: None,
+            meta: Map::new(),
+            restart: true,
+        };
+        let (_, child) = self.launch(&launch, rec.spec.behavior)?;
+        Ok(Task::with_child(self.clone(), id, child))
+    }
+
+    /// Start a supervisor for `launch` and read its one-line answer.
+    fn launch(
+        &self,
+        launch: &Launch,
+        behavior: Behavior,
+    ) -> Result<(Launched, Option<std::process::Child>)> {
+        let argv = self.supervisor_cmd()?;
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .arg("--pool")
+            .arg(self.path())
+            .envs(self.supervisor_env().iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(if behavior == Behavior::Foreground {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::new(
+                ErrorKind::Supervisor,
+                format!(
+                    "cannot start the supervisor {}: {e}; set TASKPOOL_SUPERVISOR to its path",
+                    argv[0].to_string_lossy()
+                ),
+            )
+        })?;
+        let mut line = Vec::new();
+        encode_line(launch, &mut line);
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        // A supervisor that dies early closes its stdin; its reply (or silence) says why.
+        let _ = stdin.write_all(&line);
+        drop(stdin);
+        let mut reply = String::new();
+        let read = BufReader::new(child.stdout.take().expect("stdout was piped")).read_line(&mut reply);
+        let reply: Option<LaunchReply> = match read {
+            Ok(_) => serde_json::from_str(reply.trim_end()).ok(),
+            Err(_) => None,
+        };
+        let child = if behavior == Behavior::Foreground {
+            Some(child)
+        } else {
+            // The supervisor's first process exits as soon as it has detached.
+            let _ = child.wait();
+            None
+        };
+        match reply {
+            Some(LaunchReply::Ready {
+                supervisor_pid,
+                pid,
+                run,
+            }) => Ok((
+                Launched {
+                    supervisor_pid,
+                    pid,
+                    run,
+                },
+                child,
+            )),
+            Some(LaunchReply::Error { kind, message }) => {
+                if let Some(mut c) = child {
+                    let _ = c.wait();
+                }
+                Err(Error::new(kind_from_name(&kind), message))
+            }
+            None => {
+                let status = match child {
+                    Some(mut c) => c.wait().map(|s| s.to_string()).unwrap_or_default(),
+                    None => "exited".into(),
+                };
+                Err(Error::new(
+                    ErrorKind::Supervisor,
+                    format!(
+                        "task {}: the supervisor {} ended without reporting ({status})",
+                        launch.id,
+                        argv[0].to_string_lossy()
+                    ),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,649 @@
+//! [`Task`]: a handle on one task of a pool. Requests that need the live supervisor go over its
+//! socket (with the pool's timeout, so a stopped supervisor gives a clear error rather than a
+//! hang); everything about an ended task is answered from its record and output files.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::info::Info;
+use crate::lock;
+use crate::output::{Cursor, OutputLog};
+use crate::pool::Pool;
+use crate::protocol::{
+    encode_line, read_response, Request, Response, SignalArg, Stream, MAX_FRAME, PROTOCOL_VERSION,
+};
+use crate::record::{Record, State};
+use nix::sys::signal::Signal;
+use serde_json::{Map, Value};
+use std::io::{BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A handle on one task.
+#[derive(Debug)]
+pub struct Task {
+    pool: Pool,
+    id: u64,
+    /// The supervisor, when spawned in the foreground (it is our child and must be reaped).
+    child: Mutex<Option<std::process::Child>>,
+}
+
+/// One event of [`Task::follow`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Output bytes.
+    Output {
+        /// The stream they came from.
+        stream: Stream,
+        /// Offset of the first byte in that stream.
+        offset: u64,
+        /// Offset of the first byte in the combined view.
+        combined: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The task's state changed (paused, running).
+    State(State),
+    /// The task has ended and all its output has been delivered.
+    End(Box<Info>),
+}
+
+/// What to read with [`Task::read`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// The run (default: the current or latest).
+    pub run: Option<u32>,
+    /// The stream or the combined view.
+    pub stream: Stream,
+    /// Where to start (default: the consume position of a live task, else 0).
+    pub offset: Option<u64>,
+    /// The most bytes to return.
+    pub count: Option<u64>,
+    /// Leave the bytes in place (true) or consume them (false; live tasks only).
+    pub peek: bool,
+}
+
+impl ReadOptions {
+    /// Read `stream` of the latest run from offset 0, peeking.
+    pub fn new(stream: Stream) -> Self {
+        ReadOptions {
+            run: None,
+            stream,
+            offset: None,
+            count: None,
+            peek: true,
+        }
+    }
+}
+
+/// Bytes read back, with the offset of the first one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Offset of the first byte.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// A connection to a supervisor.
+pub(crate) struct Conn {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    line: Vec<u8>,
+    data: Vec<u8>,
+    id: u64,
+    supervisor_pid: i32,
+}
+
+impl Conn {
+    pub(crate) fn open(pool: &Pool, id: u64, timeout: Option<Duration>) -> Result<Conn> {
+        let path = pool.connect_path(id);
+        let stream = UnixStream::connect(&path).map_err(|e| {
+            let kind = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                _ => ErrorKind::Unreachable,
+            };
+            Error::new(kind, format!("task {id}: cannot connect to its supervisor: {e}"))
+        })?;
+        stream
+            .set_read_timeout(timeout)
+            .and_then(|_| stream.set_write_timeout(timeout))
+            .map_err(|e| Error::io(format!("task {id}"), e))?;
+        let writer = stream
+            .try_clone()
+            .map_err(|e| Error::io(format!("task {id}"), e))?;
+        let mut c = Conn {
+            reader: BufReader::new(stream),
+            writer,
+            line: Vec::new(),
+            data: Vec::new(),
+            id,
+            supervisor_pid: 0,
+        };
+        match c.recv()? {
+            Some(Response::Hello {
+                protocol,
+                supervisor_pid,
+                ..
+            }) => {
+                if protocol != PROTOCOL_VERSION {
+                    return Err(Error::new(
+                        ErrorKind::Protocol,
+                        format!("task {id}: supervisor speaks protocol {protocol}, this library {PROTOCOL_VERSION}"),
+                    ));
+                }
+                c.supervisor_pid = supervisor_pid;
+            }
+            Some(Response::Error { kind, message }) => {
+                return Err(Error::new(crate::error::kind_from_name(&kind), format!("task {id}: {message}")))
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Unreachable,
+                    format!("task {id}: supervisor closed the connection"),
+                ))
+            }
+        }
+        Ok(c)
+    }
+
+    fn io_err(&self, e: Error) -> Error {
+        if e.kind() == ErrorKind::Timeout {
+            Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "task {}: supervisor (pid {}) did not answer in time (is it stopped?)",
+                    self.id, self.supervisor_pid
+                ),
+            )
+        } else {
+            e.context(format!("task {}", self.id))
+        }
+    }
+
+    pub(crate) fn send(&mut self, req: &Request, payload: &[u8]) -> Result<()> {
+        let mut buf = Vec::with_capacity(128 + payload.len());
+        encode_line(req, &mut buf);
+        buf.extend_from_slice(payload);
+        self.writer
+            .write_all(&buf)
+            .map_err(|e| Error::io("writing to supervisor", e))
+            .map_err(|e| self.io_err(e))
+    }
+
+    /// The next message; its raw bytes (for `data`) are in `self.data`.
+    pub(crate) fn recv(&mut self) -> Result<Option<Response>> {
+        read_response(&mut self.reader, &mut self.line, &mut self.data).map_err(|e| self.io_err(e))
+    }
+
+    pub(crate) fn request(&mut self, req: &Request, payload: &[u8]) -> Result<Response> {
+        self.send(req, payload)?;
+        match self.recv()? {
+            Some(r) => r.into_result().map_err(|e| e.context(format!("task {}", self.id))),
+            None => Err(Error::new(
+                ErrorKind::Unreachable,
+                format!("task {}: supervisor hung up", self.id),
+            )),
+        }
+    }
+
+    fn set_timeout(&self, t: Option<Duration>) {
+        let _ = self.writer.set_read_timeout(t);
+    }
+}
+
+fn ended(id: u64, state: State) -> Error {
+    Error::new(
+        ErrorKind::State,
+        format!("task {id} is {} and has no live supervisor", state.as_str()),
+    )
+}
+
+impl Task {
+    pub(crate) fn new(pool: Pool, id: u64) -> Task {
+        Task {
+            pool,
+            id,
+            child: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn with_child(pool: Pool, id: u64, child: Option<std::process::Child>) -> Task {
+        Task {
+            pool,
+            id,
+            child: Mutex::new(child),
+        }
+    }
+
+    /// The task id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The pool the task belongs to.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The task's record as it stands (liveness judged).
+    pub fn record(&self) -> Result<Record> {
+        self.pool.load_record(self.id)
+    }
+
+    fn connect(&self) -> Result<Conn> {
+        Conn::open(&self.pool, self.id, Some(self.pool.timeout()))
+    }
+
+    /// Send one request to the live supervisor. When the task is not live, the error is of kind
+    /// [`ErrorKind::State`].
+    fn live_request(&self, req: &Request, payload: &[u8]) -> Result<Response> {
+        let rec = self.record()?;
+        if !rec.state.is_live() {
+            return Err(ended(self.id, rec.state));
+        }
+        match self.connect().and_then(|mut c| c.request(req, payload)) {
+            Ok(r) => Ok(r),
+            Err(e) if e.kind() == ErrorKind::Unreachable => {
+                // It may have ended between the probe and the connection.
+                let rec = self.record()?;
+                if rec.state.is_live() {
+                    Err(e)
+                } else {
+                    Err(ended(self.id, rec.state))
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fresh info: from the live supervisor, else from the record.
+    pub fn info(&self) -> Result<Info> {
+        match self.live_request(&Request::Info, &[]) {
+            Ok(Response::Info { info }) => Ok(*info),
+            Ok(other) => Err(unexpected(self.id, &other)),
+            Err(e) if e.kind() == ErrorKind::State => Ok(Info::from_record(&self.record()?)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Merge `patch` into the task's meta (RFC 7396; `null` deletes). Works on ended tasks too.
+    pub fn apply_meta(&self, patch: &Map<String, Value>) -> Result<Info> {
+        match self.live_request(
+            &Request::Meta {
+                patch: patch.clone(),
+            },
+            &[],
+        ) {
+            Ok(Response::Info { info }) => return Ok(*info),
+            Ok(other) => return Err(unexpected(self.id, &other)),
+            Err(e) if e.kind() == ErrorKind::State => {}
+            Err(e) => return Err(e),
+        }
+        // Ended: update the record under the task's lock, so a restart cannot race us.
+        let lock_path = self.pool.lock_path(self.id);
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::path(&lock_path, e))?;
+        if !lock::try_lock_ofd(&f)? {
+            return Err(Error::new(
+                ErrorKind::State,
+                format!("task {} was restarted meanwhile; try again", self.id),
+            ));
+        }
+        let path = self.pool.record_path(self.id);
+        let mut rec = Record::load(&path)?;
+        crate::meta::merge_patch(&mut rec.meta, patch);
+        rec.store(&path, true)?;
+        Ok(Info::from_record(&rec))
+    }
+
+    /// Send `signal` to the task's process group.
+    pub fn kill(&self, signal: Signal) -> Result<()> {
+        self.live_request(
+            &Request::Signal {
+                signal: SignalArg::Name(signal.as_str().to_owned()),
+            },
+            &[],
+        )
+        .map(drop)
+    }
+
+    /// Stop the task's process group (SIGSTOP); its state becomes `paused`.
+    pub fn pause(&self) -> Result<()> {
+        self.live_request(&Request::Pause, &[]).map(drop)
+    }
+
+    /// Continue a paused task.
+    pub fn resume(&self) -> Result<()> {
+        self.live_request(&Request::Resume, &[]).map(drop)
+    }
+
+    /// Write bytes to the task's stdin (a pipe).
+    pub fn write(&self, data: &[u8]) -> Result<()> {
+        let rec = self.record()?;
+        if !rec.state.is_live() {
+            return Err(ended(self.id, rec.state));
+        }
+        let mut c = self.connect()?;
+        for piece in data.chunks(MAX_FRAME as usize) {
+            c.request(
+                &Request::Write {
+                    len: piece.len() as u64,
+                },
+                piece,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Close the task's stdin once what was written has been delivered.
+    pub fn close_stdin(&self) -> Result<()> {
+        self.live_request(&Request::CloseStdin, &[]).map(drop)
+    }
+
+    /// Read output. A live task's current run is asked of its supervisor when consuming or when
+    /// no offset is given (so the consume position applies); everything else is read from the
+    /// files in the pool.
+    pub fn read(&self, opts: &ReadOptions) -> Result<Chunk> {
+        let rec = self.record()?;
+        let latest = rec.current().map(|r| r.run).unwrap_or(0);
+        let run = opts.run.unwrap_or(latest);
+        if run == 0 || run > latest {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("task {} has no run {run}", self.id),
+            ));
+        }
+        let count = opts.count.unwrap_or(u64::MAX);
+        if rec.state.is_live() && run == latest && (opts.offset.is_none() || !opts.peek) {
+            let req = Request::Read {
+                stream: opts.stream,
+                offset: opts.offset,
+                count: Some(count.min(MAX_FRAME)),
+                peek: opts.peek,
+            };
+            let mut c = self.connect()?;
+            if let Response::Data { offset, .. } = c.request(&req, &[])? {
+                return Ok(Chunk {
+                    offset,
+                    data: std::mem::take(&mut c.data),
+                });
+            }
+            return Err(Error::new(ErrorKind::Protocol, "expected a data reply"));
+        }
+        let log = OutputLog::open(&self.pool.run_dir(self.id, run))?;
+        let offset = opts.offset.unwrap_or(0);
+        let avail = log.len(opts.stream).saturating_sub(offset);
+        let data = log.read(opts.stream, offset, count.min(avail) as usize)?;
+        Ok(Chunk { offset, data })
+    }
+
+    /// Everything captured of `stream` in the latest run, from the files.
+    pub fn read_all(&self, stream: Stream) -> Result<Vec<u8>> {
+        self.read(&ReadOptions {
+            offset: Some(0),
+            ..ReadOptions::new(stream)
+        })
+        .map(|c| c.data)
+    }
+
+    /// Follow the output (from combined offset `from`) and state changes until the task has
+    /// ended and everything was delivered. Blocks by design; an ended task replays its files.
+    pub fn follow(&self, from: u64) -> Result<Follow> {
+        let rec = self.record()?;
+        if rec.state.is_live() {
+            match Conn::open(&self.pool, self.id, Some(self.pool.timeout())) {
+                Ok(mut c) => {
+                    c.send(&Request::Follow { from }, &[])?;
+                    c.set_timeout(None);
+                    return Ok(Follow {
+                        pool: self.pool.clone(),
+                        id: self.id,
+                        src: Source::Live(c),
+                        delivered: from,
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::Unreachable => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Follow::from_files(self.pool.clone(), self.id, from)
+    }
+
+    /// Wait until the task has ended; its final info.
+    pub fn wait(&self) -> Result<Info> {
+        match self.wait_timeout(None)? {
+            Some(i) => Ok(i),
+            None => unreachable!("no timeout given"),
+        }
+    }
+
+    /// Wait at most `timeout` (forever with `None`); `Ok(None)` when it ran out.
+    pub fn wait_timeout(&self, timeout: Option<Duration>) -> Result<Option<Info>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let info = loop {
+            let rec = self.record()?;
+            if !rec.state.is_live() {
+                break Info::from_record(&rec);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(None);
+            }
+            let connect_timeout = Some(left.map_or(self.pool.timeout(), |l| l.min(self.pool.timeout())));
+            let mut c = match Conn::open(&self.pool, self.id, connect_timeout) {
+                Ok(c) => c,
+                Err(e) if e.kind() == ErrorKind::Unreachable => continue,
+                Err(e) if e.kind() == ErrorKind::Timeout && left.is_some_and(|l| l <= self.pool.timeout()) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            c.send(&Request::Wait, &[])?;
+            c.set_timeout(left);
+            match c.recv() {
+                Ok(Some(Response::End { info })) => break *info,
+                Ok(Some(Response::Error { kind, message })) => {
+                    return Err(Error::new(crate::error::kind_from_name(&kind), message))
+                }
+                Ok(_) => continue, // hung up: judge from the record again
+                Err(e) if e.kind() == ErrorKind::Timeout && deadline.is_some() => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        };
+        self.reap_child();
+        Ok(Some(info))
+    }
+
+    fn reap_child(&self) {
+        if let Ok(mut g) = self.child.lock() {
+            if let Some(mut c) = g.take() {
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// Run the ended task again as a new run under the same id.
+    pub fn restart(&self) -> Result<Task> {
+        self.pool.restart(self.id)
+    }
+
+    /// End the task (INT, TERM, KILL with `grace` between; default: the task's), wait until the
+    /// supervisor has recorded the end and exited, and return the final info. An ended task is
+    /// left as it is.
+    pub fn terminate_supervisor(&self, grace: Option<Duration>) -> Result<Info> {
+        let req = Request::Terminate {
+            grace_ms: grace.map(|g| g.as_millis() as u64),
+        };
+        let rec = self.record()?;
+        if rec.state.is_live() {
+            match self.connect() {
+                Ok(mut c) => {
+                    c.request(&req, &[])?;
+                    c.set_timeout(None);
+                    // The connection closes when the supervisor exits.
+                    while let Ok(Some(_)) = c.recv() {}
+                }
+                Err(e) if e.kind() == ErrorKind::Unreachable => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.reap_child();
+        let rec = self.record()?;
+        Ok(Info::from_record(&rec))
+    }
+
+    /// Delete the task's record and output. A live task is refused unless `force`, which
+    /// terminates it first.
+    pub fn remove(&self, force: bool) -> Result<()> {
+        let rec = self.record()?;
+        if rec.state.is_live() {
+            if !force {
+                return Err(Error::new(
+                    ErrorKind::State,
+                    format!("task {} is {}; terminate it first or use --force", self.id, rec.state.as_str()),
+                ));
+            }
+            self.terminate_supervisor(None)?;
+        }
+        let dir = self.pool.task_dir(self.id);
+        let lock_path = self.pool.lock_path(self.id);
+        if let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(&lock_path) {
+            if !lock::try_lock_ofd(&f)? {
+                return Err(Error::new(
+                    ErrorKind::State,
+                    format!("task {} was restarted meanwhile; not removed", self.id),
+                ));
+            }
+            // Hold the lock while deleting; the file goes with the directory.
+            let tmp = self.pool.tasks_dir().join(format!(".rm-{}-{}", self.id, std::process::id()));
+            std::fs::rename(&dir, &tmp).map_err(|e| Error::path(&dir, e))?;
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::path(&tmp, e))?;
+            drop(f);
+            return Ok(());
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::path(&dir, e))
+    }
+}
+
+fn unexpected(id: u64, r: &Response) -> Error {
+    Error::new(
+        ErrorKind::Protocol,
+        format!("task {id}: unexpected reply from supervisor: {r:?}"),
+    )
+}
+
+enum Source {
+    Live(Conn),
+    Files {
+        log: OutputLog,
+        cur: Cursor,
+        info: Option<Box<Info>>,
+    },
+    Done,
+}
+
+/// An iterator of output chunks and state events, ending with [`Event::End`] once the task has
+/// ended and its output is drained. Created by [`Task::follow`].
+pub struct Follow {
+    pool: Pool,
+    id: u64,
+    src: Source,
+    delivered: u64,
+}
+
+impl std::fmt::Debug for Follow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follow").field("id", &self.id).finish()
+    }
+}
+
+impl Follow {
+    fn from_files(pool: Pool, id: u64, from: u64) -> Result<Follow> {
+        let rec = pool.load_record(id)?;
+        let run = rec.current().map(|r| r.run).unwrap_or(1);
+        let log = OutputLog::open(&pool.run_dir(id, run))?;
+        let cur = log.seek(from)?;
+        Ok(Follow {
+            pool,
+            id,
+            src: Source::Files {
+                log,
+                cur,
+                info: Some(Box::new(Info::from_record(&rec))),
+            },
+            delivered: from,
+        })
+    }
+
+    fn next_event(&mut self) -> Result<Option<Event>> {
+        match &mut self.src {
+            Source::Done => Ok(None),
+            Source::Files { log, cur, info } => match log.next_piece(cur, 256 * 1024)? {
+                Some(p) => {
+                    self.delivered = p.combined + p.data.len() as u64;
+                    Ok(Some(Event::Output {
+                        stream: p.stream,
+                        offset: p.offset,
+                        combined: p.combined,
+                        data: p.data,
+                    }))
+                }
+                None => {
+                    let info = info.take();
+                    self.src = Source::Done;
+                    Ok(info.map(Event::End))
+                }
+            },
+            Source::Live(c) => match c.recv()? {
+                Some(Response::Data {
+                    stream,
+                    offset,
+                    combined,
+                    ..
+                }) => {
+                    let combined = combined.unwrap_or(self.delivered);
+                    let data = std::mem::take(&mut c.data);
+                    self.delivered = combined + data.len() as u64;
+                    Ok(Some(Event::Output {
+                        stream,
+                        offset,
+                        combined,
+                        data,
+                    }))
+                }
+                Some(Response::State { state }) => Ok(Some(Event::State(state))),
+                Some(Response::End { info }) => {
+                    self.src = Source::Done;
+                    Ok(Some(Event::End(info)))
+                }
+                Some(Response::Error { kind, message }) => {
+                    self.src = Source::Done;
+                    Err(Error::new(crate::error::kind_from_name(&kind), message))
+                }
+                Some(_) => Ok(Some(Event::State(State::Running))),
+                None => {
+                    // The supervisor went away: finish from the files.
+                    let f = Follow::from_files(self.pool.clone(), self.id, self.delivered)?;
+                    self.src = f.src;
+                    self.next_event()
+                }
+            },
+        }
+    }
+}
+
+impl Iterator for Follow {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_event() {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => None,
+            Err(e) => {
+                self.src = Source::Done;
+                Some(Err(e))
+            }
+        }
+    }
+}
