@@ -19,7 +19,7 @@ use crate::lock::{self, Probe};
 use crate::protocol::Stream;
 use crate::record::{self, Record, State, Status};
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -395,11 +395,11 @@ impl Pool {
         }
         match lock::probe(&self.lock_path(id))? {
             Probe::Held => Ok(rec),
-            Probe::Free | Probe::Missing => self.mark_lost(id, rec),
+            Probe::Free | Probe::Missing => self.mark_lost(id),
         }
     }
 
-    fn mark_lost(&self, id: u64, mut rec: Record) -> Result<Record> {
+    fn mark_lost(&self, id: u64) -> Result<Record> {
         let lost = |rec: &mut Record| {
             rec.state = State::Lost;
             if let Some(run) = rec.current_mut() {
@@ -430,13 +430,9 @@ impl Pool {
                 Ok(fresh)
             }
             None => {
-                let fresh = Record::load(&self.record_path(id))?;
-                if fresh.state.is_live()
-                    && lock::probe(&self.lock_path(id))? != Probe::Held
-                {
-                    rec = fresh;
-                    lost(&mut rec);
-                    return Ok(rec);
+                let mut fresh = Record::load(&self.record_path(id))?;
+                if fresh.state.is_live() && lock::probe(&self.lock_path(id))? != Probe::Held {
+                    lost(&mut fresh);
                 }
                 Ok(fresh)
             }
@@ -533,12 +529,4 @@ fn is_executable(p: &Path) -> bool {
     fs::metadata(p)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
-}
-
-/// Open a file for reading that must not be a symlink.
-pub(crate) fn open_nofollow(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
 }

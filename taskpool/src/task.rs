@@ -595,7 +595,9 @@ impl Follow {
                     Ok(info.map(Event::End))
                 }
             },
-            Source::Live(c) => match c.recv()? {
+            // A supervisor that exits (or is killed) mid-frame: finish from the files, from the
+            // last byte delivered.
+            Source::Live(c) => match c.recv().unwrap_or(None) {
                 Some(Response::Data {
                     stream,
                     offset,

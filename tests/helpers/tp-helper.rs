@@ -1,1 +1,104 @@
-fn main(){}
+//! Small programs the integration tests run as tasks (or as other users), so tests do not depend on
+//! shell tricks. `tp-helper MODE [ARGS]`:
+//!
+//! - `write N [CHUNK]`: write N bytes (a repeating pattern) to stdout in CHUNK-byte writes.
+//! - `ignore-term`: ignore SIGTERM and SIGINT, print `ready`, sleep until killed.
+//! - `grandchild SECS`: fork a grandchild that keeps stdout open for SECS seconds; print `done`; exit.
+//! - `bytes HEX`: write the bytes given in hex to stdout (non-UTF-8 output).
+//! - `interleave N`: write `out I` to stdout and `err I` to stderr alternately, N times.
+//! - `connect PATH`: connect to a unix socket, send an `info` request, print what comes back.
+//! - `exit CODE`: exit with CODE.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+fn pattern(i: u64) -> u8 {
+    b'a' + (i % 26) as u8
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    let mut out = std::io::stdout().lock();
+    match arg(0) {
+        "write" => {
+            let n: u64 = arg(1).parse().expect("byte count");
+            let chunk: usize = arg(2).parse().unwrap_or(4096);
+            let buf: Vec<u8> = (0..chunk as u64).map(pattern).collect();
+            let mut left = n;
+            let mut pos = 0u64;
+            while left > 0 {
+                let k = left.min(chunk as u64) as usize;
+                let start = (pos % 26) as usize;
+                // Keep the pattern continuous across chunks.
+                let piece: Vec<u8> = if start == 0 {
+                    buf[..k].to_vec()
+                } else {
+                    (pos..pos + k as u64).map(pattern).collect()
+                };
+                out.write_all(&piece).expect("write");
+                left -= k as u64;
+                pos += k as u64;
+            }
+        }
+        "ignore-term" => {
+            // SAFETY: setting signal dispositions to SIG_IGN in a single-threaded program.
+            unsafe {
+                libc::signal(libc::SIGTERM, libc::SIG_IGN);
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+            }
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        "grandchild" => {
+            let secs: u64 = arg(1).parse().unwrap_or(30);
+            // SAFETY: fork in a single-threaded program; the child only sleeps and exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                std::thread::sleep(Duration::from_secs(secs));
+                std::process::exit(0);
+            }
+            writeln!(out, "done {pid}").unwrap();
+        }
+        "bytes" => {
+            let hex = arg(1);
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect();
+            out.write_all(&bytes).unwrap();
+        }
+        "interleave" => {
+            let n: u32 = arg(1).parse().unwrap_or(10);
+            let mut err = std::io::stderr().lock();
+            for i in 0..n {
+                writeln!(out, "out {i}").unwrap();
+                out.flush().unwrap();
+                writeln!(err, "err {i}").unwrap();
+                err.flush().unwrap();
+            }
+        }
+        "connect" => {
+            let mut s = match std::os::unix::net::UnixStream::connect(arg(1)) {
+                Ok(s) => s,
+                Err(e) => {
+                    println!("connect failed: {e}");
+                    std::process::exit(3);
+                }
+            };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(b"{\"type\":\"info\"}\n");
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            print!("{reply}");
+        }
+        "exit" => std::process::exit(arg(1).parse().unwrap_or(0)),
+        other => {
+            eprintln!("tp-helper: unknown mode {other:?}");
+            std::process::exit(2);
+        }
+    }
+}

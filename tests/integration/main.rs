@@ -1,1 +1,12 @@
+//! Integration tests: every test gets a fresh pool directory and drives the real `taskpool` and
+//! `taskpool-supervisor` binaries, or the library against them. No mocks.
 
+#[macro_use]
+mod util;
+
+mod cli_basics;
+mod cli_control;
+mod faults;
+mod library;
+mod output;
+mod security;

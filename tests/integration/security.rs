@@ -1,0 +1,64 @@
+//! Another user can neither open a private pool nor talk to its supervisors. These tests need
+//! root (CI runs as root) to act as uid 65534; run as another user they only check what they can.
+
+use crate::util::*;
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn pool_files_are_private() {
+    let tp = TestPool::new();
+    let id = tp.spawn(["--", "sleep", "30"]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    eq!(mode(&tp.dir), 0o700);
+    eq!(mode(&tp.pool.socket_path(id)), 0o600);
+    eq!(mode(&tp.pool.record_path(id)) & 0o077, 0);
+    eq!(mode(&tp.pool.run_dir(id, 1)) & 0o077, 0);
+}
+
+#[test]
+fn another_user_is_refused() {
+    if !is_root() {
+        eprintln!("another_user_is_refused: not root, cannot act as another user; skipped");
+        return;
+    }
+    let tp = TestPool::new();
+    let id = tp.spawn(["--", "sleep", "30"]);
+    let sock = tp.pool.socket_path(id);
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new(helper())
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    // The directory keeps them out.
+    let out = as_nobody(&["connect", sock.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("connect failed"), "{out:?}");
+    // Even with the directory and socket opened up, the supervisor checks the peer's credentials.
+    std::fs::set_permissions(&tp.dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(tp.dir.join("tasks"), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(tp.pool.task_dir(id), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = as_nobody(&["connect", sock.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("permission_denied"), "supervisor answered another user: {text}");
+    assert!(!text.contains("\"info\""), "supervisor leaked info: {text}");
+    // The CLI refuses a pool owned by someone else.
+    let out = std::process::Command::new(bin("taskpool"))
+        .args(["--pool", tp.dir.to_str().unwrap(), "ls"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    eq!(code(&out), 1);
+    assert!(stderr(&out).contains("owned by uid 0"), "{}", stderr(&out));
+    // The owner still gets through.
+    eq!(tp.info(id)["state"], json!("running"));
+}

@@ -1,0 +1,184 @@
+//! The test harness: [`TestPool`] makes a fresh private pool directory, runs the CLI against it,
+//! and on drop terminates whatever is still live and removes the directory.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use taskpool::Pool;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The directory holding the workspace's built binaries (target/<profile>).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/integration-HASH
+    exe.parent().and_then(Path::parent).expect("target dir").to_owned()
+}
+
+/// Path of a built workspace binary; fails the test clearly if it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+/// The helper program of these tests.
+pub fn helper() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tp-helper"))
+}
+
+/// A fresh pool directory for one test.
+pub struct TestPool {
+    pub dir: PathBuf,
+    pub pool: Pool,
+    root: PathBuf,
+}
+
+impl TestPool {
+    pub fn new() -> TestPool {
+        Self::with_name("pool")
+    }
+
+    /// A pool at `root/NAME` (NAME may be long or nested).
+    pub fn with_name(name: &str) -> TestPool {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("taskpool-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = root.join(name);
+        let mut pool = Pool::open_or_create(&dir, Default::default()).expect("create pool");
+        pool.set_supervisor_cmd(vec![bin("taskpool-supervisor").into()]);
+        TestPool { dir, pool, root }
+    }
+
+    /// A `taskpool` command against this pool (environment cleaned of any enclosing task's).
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin("taskpool"));
+        c.arg("--pool")
+            .arg(&self.dir)
+            .env_remove("TASKPOOL_DIR")
+            .env_remove("TASKPOOL_TASK_ID")
+            .env_remove("TASKPOOL_SUPERVISOR_PID")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Run `taskpool ARGS` to completion.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd().args(args).output().expect("run taskpool")
+    }
+
+    /// Run `taskpool ARGS`, assert success, return stdout as text.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "taskpool {:?} failed with {}\nstdout: {}\nstderr: {}",
+            args,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// `taskpool spawn ARGS`, returning the id it printed.
+    pub fn spawn<I, S>(&self, args: I) -> u64
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut all: Vec<std::ffi::OsString> = vec!["spawn".into()];
+        all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        let out = self.ok(&all);
+        out.trim().parse().unwrap_or_else(|_| panic!("spawn printed {out:?}"))
+    }
+
+    /// `taskpool info ID --json` parsed.
+    pub fn info(&self, id: u64) -> serde_json::Value {
+        serde_json::from_str(&self.ok(["info", &id.to_string(), "--json"])).expect("info json")
+    }
+}
+
+impl Drop for TestPool {
+    fn drop(&mut self) {
+        if let Ok(list) = self.pool.list() {
+            for info in list.into_iter().filter(|i| i.is_live()) {
+                if let Ok(t) = self.pool.task(info.id) {
+                    let _ = t.terminate_supervisor(Some(Duration::from_millis(200)));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Assert with both sides printed.
+#[macro_export]
+macro_rules! eq {
+    ($actual:expr, $expected:expr $(,)?) => {{
+        let (a, e) = (&$actual, &$expected);
+        assert!(
+            a == e,
+            "\nexpected: {:?}\n  actual: {:?}\n      at: {}",
+            e,
+            a,
+            stringify!($actual)
+        );
+    }};
+}
+
+/// Wait until process `pid` has exited (via a pidfd, no polling), at most `timeout`.
+/// Returns false if it is still running then.
+pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return true; // no such process
+    }
+    // SAFETY: fd was just returned by pidfd_open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: pfd is a valid pollfd for the duration of the call.
+    let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+    r == 1
+}
+
+/// True while a process with this pid exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Exit code of a finished CLI run.
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+/// stderr of a finished CLI run as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
