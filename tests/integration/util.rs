@@ -133,16 +133,17 @@ impl Drop for TestPool {
 /// Assert with both sides printed.
 #[macro_export]
 macro_rules! eq {
-    ($actual:expr, $expected:expr $(,)?) => {{
-        let (a, e) = (&$actual, &$expected);
-        assert!(
-            a == e,
-            "\nexpected: {:?}\n  actual: {:?}\n      at: {}",
-            e,
-            a,
-            stringify!($actual)
-        );
-    }};
+    ($actual:expr, $expected:expr $(,)?) => {
+        match (&$actual, &$expected) {
+            (a, e) => assert!(
+                *a == *e,
+                "\nexpected: {:?}\n  actual: {:?}\n      at: {}",
+                e,
+                a,
+                stringify!($actual)
+            ),
+        }
+    };
 }
 
 /// Wait until process `pid` has exited (via a pidfd, no polling), at most `timeout`.
