@@ -7,6 +7,7 @@ mod util;
 mod cli_basics;
 mod cli_control;
 mod faults;
+mod formats;
 mod library;
 mod output;
 mod security;
