@@ -1,1 +1,111 @@
-fn main(){}
+//! The `taskpool` command: parse the command line ([`args`]), run one subcommand (`cmd_*`), and
+//! turn the outcome into an exit status.
+//!
+//! Exit status: 0 on success; 1 for a runtime failure (not found, lock held, refused,
+//! unreachable, timeout); 2 for usage errors (clap's, and ours such as a bad `meta` argument).
+//! `wait` and `run` pass the task's status through and use 124–127 for their own failures, by
+//! returning an [`Exit`] error. Every error is exactly one line on stderr, `taskpool: <message>`.
+//! When whoever reads our stdout goes away (`taskpool ls | head -1`), we stop quietly with
+//! status 0, as ripgrep does: the reader got what it wanted.
+
+mod args;
+mod cmd_control;
+mod cmd_ls;
+mod cmd_meta;
+mod cmd_output;
+mod cmd_remove;
+mod cmd_run;
+mod cmd_spawn;
+mod cmd_wait;
+mod options;
+mod print;
+mod select;
+mod table;
+
+use args::{Cli, Cmd};
+use clap::{CommandFactory, Parser};
+use std::io::Write;
+
+/// An error that ends the program with a particular exit status instead of 1.
+#[derive(Debug)]
+pub struct Exit {
+    /// The exit status.
+    pub code: i32,
+    /// What went wrong.
+    pub error: anyhow::Error,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// `error`, ending the program with status `code`.
+pub fn exit_with(code: i32, error: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(Exit {
+        code,
+        error: error.into(),
+    })
+}
+
+/// A usage error found after clap's parsing (exit status 2).
+pub fn usage(message: impl std::fmt::Display) -> anyhow::Error {
+    exit_with(2, anyhow::anyhow!("{message} (see --help)"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => report(&err),
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let g = &cli.global;
+    match &cli.command {
+        Cmd::Spawn(c) => cmd_spawn::spawn(g, c),
+        Cmd::Restart(c) => cmd_spawn::restart(g, c),
+        Cmd::Run(c) => cmd_run::run(g, c),
+        Cmd::Ls(c) => cmd_ls::ls(g, c),
+        Cmd::Info(c) => cmd_meta::info(g, c),
+        Cmd::Meta(c) => cmd_meta::meta(g, c),
+        Cmd::Output(c) => cmd_output::output(g, c),
+        Cmd::Kill(c) => cmd_control::kill(g, c),
+        Cmd::Pause(c) => cmd_control::pause(g, c),
+        Cmd::Resume(c) => cmd_control::resume(g, c),
+        Cmd::Send(c) => cmd_control::send(g, c),
+        Cmd::Terminate(c) => cmd_control::terminate(g, c),
+        Cmd::Wait(c) => cmd_wait::wait(g, c),
+        Cmd::Rm(c) => cmd_remove::rm(g, c),
+        Cmd::Clean(c) => cmd_remove::clean(g, c),
+        Cmd::Completions(c) => {
+            // Generated into memory first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(c.shell, &mut Cli::command(), "taskpool", &mut script);
+            let mut out = std::io::stdout().lock();
+            out.write_all(&script)?;
+            out.flush()?;
+            Ok(0)
+        }
+    }
+}
+
+/// Print `err` as one line and return the exit status it calls for.
+fn report(err: &anyhow::Error) -> i32 {
+    // Only our own writes surface as a bare I/O error; the library wraps its socket errors.
+    if err
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    {
+        return 0;
+    }
+    let code = err.downcast_ref::<Exit>().map_or(1, |e| e.code);
+    let message = format!("{err:#}").replace(['\n', '\r'], " ");
+    let _ = writeln!(std::io::stderr(), "taskpool: {}", message.trim_end());
+    code
+}

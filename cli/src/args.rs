@@ -1,0 +1,386 @@
+//! The command line, described with clap's derive API and nothing else: each struct only says
+//! which arguments exist, what they are called and what their help text is. Values that have a
+//! syntax of their own (sizes, durations, signals, `K=V` pairs, JSON) are checked by the value
+//! parsers in [`crate::options`], so a malformed one is a usage error (exit status 2) reported by
+//! clap; the conversion into the library's options happens there too.
+//!
+//! Groups that several subcommands share are `#[command(flatten)]`ed structs: [`SpawnArgs`] (used
+//! by `spawn` and `run`, and the place to add new spawn options) and [`TaskArg`] (an id, or
+//! `--pid` for the supervisor's pid).
+
+use crate::options;
+use clap::{Args, Parser, Subcommand};
+use nix::sys::signal::Signal;
+use serde_json::{Map, Value};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+use taskpool::{Behavior, State, Status, Stdin};
+
+/// Help shown under every option that takes a SIZE.
+const SIZE_FORMS: &str = "SIZE is bytes (65536) or binary multiples (64K, 1M, 1MiB, 2G)";
+/// Help shown under every option that takes a duration.
+const DURATION_FORMS: &str =
+    "A duration is seconds (90, 1.5) or a number with a unit (500ms, 10s, 5m, 1h, 1h30m)";
+
+/// How `spawn` and `run` are called.
+const SPAWN_USAGE: &str = "taskpool spawn [OPTIONS] (-c SCRIPT | [--] PROG [ARG]...)";
+
+/// A daemonless, directory-backed background task pool.
+///
+/// Each task runs under its own small supervisor process; the pool is a directory holding every
+/// task's record, output and socket. Tasks survive this command, its terminal and its session.
+#[derive(Debug, Parser)]
+#[command(
+    name = "taskpool",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Options accepted by every subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The pool directory [default: $TASKPOOL_DIR, else $XDG_STATE_HOME/taskpool, else
+    /// ~/.local/state/taskpool]. A missing pool is created with mode 0700.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
+    pub pool: Option<PathBuf>,
+    /// Print JSON instead of text (info objects, arrays of them, or output records).
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Start a task in the background and print its id.
+    #[command(after_help = format!("{SIZE_FORMS}.\n{DURATION_FORMS}."), override_usage = SPAWN_USAGE)]
+    Spawn(SpawnCmd),
+    /// List tasks (all of them, sorted by id), optionally filtered.
+    ///
+    /// The table shows ID, STATE, STATUS, NAME, PID, TIME (the age of a live task since it was
+    /// created, the run's duration of an ended one), EXIT (exit code or signal) and a META
+    /// summary. Filters combine: a task must match all of them.
+    #[command(visible_alias = "search")]
+    Ls(LsCmd),
+    /// Show everything about one task, as JSON.
+    Info(InfoCmd),
+    /// Print a task's output (raw bytes), or follow it live.
+    Output(OutputCmd),
+    /// Send a signal to a task's process group.
+    Kill(KillCmd),
+    /// Stop a task's process group (SIGSTOP).
+    Pause(TaskCmd),
+    /// Continue a paused task (SIGCONT).
+    Resume(TaskCmd),
+    /// Write to a task's standard input.
+    Send(SendCmd),
+    /// Update a task's metadata (a JSON object), or print it.
+    ///
+    /// Each KEY=VALUE sets a key; VALUE is parsed as JSON when it parses (40, true, {"a":1}),
+    /// else kept as a string; the value null deletes the key. Without an ID (no argument without
+    /// `=`), the task is $TASKPOOL_TASK_ID: a task reports progress with `taskpool meta
+    /// progress=40`. Without assignments, prints the task's meta.
+    Meta(MetaCmd),
+    /// Wait for tasks to end; exit with their status.
+    ///
+    /// The exit status is the tasks' own: the exit code, 128+N when killed by signal N, and for
+    /// several tasks the first non-zero in argument order. 124 when --timeout ran out, 125 when a
+    /// task is not found, was lost, or its supervisor cannot be reached.
+    #[command(after_help = DURATION_FORMS)]
+    Wait(WaitCmd),
+    /// Run an ended task again under the same id (a new run); prints the id.
+    Restart(TaskCmd),
+    /// End a task: SIGINT, then SIGTERM, then SIGKILL, a grace apart; waits for the end.
+    #[command(after_help = DURATION_FORMS)]
+    Terminate(TerminateCmd),
+    /// Remove tasks' records and output.
+    Rm(RmCmd),
+    /// Remove the records and output of every ended task; prints the ids removed.
+    #[command(after_help = DURATION_FORMS)]
+    Clean(CleanCmd),
+    /// Spawn a task, stream its output here, and exit with its status.
+    ///
+    /// The task's stdout goes to our stdout and its stderr to our stderr. SIGINT (Ctrl-C),
+    /// SIGTERM and SIGHUP are forwarded to the task. Exit status: the task's exit code, 128+N
+    /// when killed by signal N; 127 when the program was not found, 126 when it could not be
+    /// executed, 125 for any other failure of taskpool itself.
+    #[command(after_help = format!("{SIZE_FORMS}.\n{DURATION_FORMS}."),
+              override_usage = SPAWN_USAGE.replacen("spawn", "run", 1))]
+    Run(RunCmd),
+    /// Print a shell completion script.
+    Completions(CompletionsCmd),
+}
+
+/// Everything that describes a new task (shared by `spawn` and `run`).
+#[derive(Debug, Clone, Args)]
+pub struct SpawnArgs {
+    /// A human name for the task.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Set a meta key; VALUE is JSON when it parses, else a string. Repeatable.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = options::parse_meta_assignment)]
+    pub meta: Vec<(String, Value)>,
+    /// Initial meta as a JSON object, merged with --meta (which wins).
+    #[arg(long = "meta-json", value_name = "JSON", value_parser = options::parse_json_object)]
+    pub meta_json: Option<Map<String, Value>>,
+    /// Add an environment variable (NAME=VALUE; the value may be any bytes). Repeatable.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = options::EnvParser)]
+    pub env: Vec<(OsString, OsString)>,
+    /// Start from an empty environment instead of ours (only --env and TASKPOOL_* are set).
+    #[arg(long)]
+    pub clear_env: bool,
+    /// The working directory [default: the current one].
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Standard input: `pipe` (writable with `taskpool send`), `null`, or a FILE to read.
+    #[arg(long, value_name = "pipe|null|FILE", value_parser = options::parse_stdin)]
+    pub stdin: Option<Stdin>,
+    /// A lock file the task holds (flock) while it runs; spawning fails while another holds it.
+    #[arg(long, value_name = "FILE")]
+    pub lockfile: Option<PathBuf>,
+    /// Bytes of each stream kept in the supervisor's memory [default: 1M]. See SIZE below.
+    #[arg(long, value_name = "SIZE", value_parser = options::parse_size)]
+    pub buffer: Option<u64>,
+    /// Cap each stream's on-disk log; the oldest bytes go beyond it [default: unlimited].
+    #[arg(long, value_name = "SIZE", value_parser = options::parse_size)]
+    pub log_max: Option<u64>,
+    /// Send stderr into stdout at the source, for exact ordering.
+    #[arg(long)]
+    pub merge_stderr: bool,
+    /// Keep the supervisor serving this long after the task ended.
+    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
+    pub linger: Option<Duration>,
+    /// Grace between SIGINT, SIGTERM and SIGKILL when terminating [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
+    pub grace: Option<Duration>,
+    /// daemon: survives us and our terminal; background: ended when our process group leader
+    /// exits; foreground: the supervisor stays our child (spawn then waits for the end).
+    #[arg(long, value_name = "BEHAVIOR", value_parser = options::behavior_parser())]
+    pub behavior: Option<Behavior>,
+    #[command(flatten)]
+    pub command: CommandArgs,
+}
+
+/// What the task runs: a shell string or an argv.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct CommandArgs {
+    /// Run this string with /bin/sh -c.
+    #[arg(short = 'c', value_name = "SCRIPT")]
+    pub shell: Option<String>,
+    /// The program and its arguments, executed directly (put them after `--` when an argument
+    /// starts with `-`). Arguments may be any bytes.
+    #[arg(value_name = "PROG", trailing_var_arg = true)]
+    pub argv: Vec<OsString>,
+}
+
+/// A single task: its id, or its supervisor's pid.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct TaskArg {
+    /// The task id.
+    #[arg(value_name = "ID")]
+    pub id: Option<u64>,
+    /// Name the task by its supervisor's pid instead.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct SpawnCmd {
+    #[command(flatten)]
+    pub spawn: SpawnArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunCmd {
+    #[command(flatten)]
+    pub spawn: SpawnArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LsCmd {
+    /// Only tasks whose meta has KEY equal to VALUE (JSON when it parses). Repeatable.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = options::parse_meta_assignment)]
+    pub meta: Vec<(String, Value)>,
+    /// Only tasks whose info matches this JSON pattern (a deep subset, e.g.
+    /// '{"meta":{"owner":"ci"},"exit_code":0}').
+    #[arg(long = "where", value_name = "JSON", value_parser = options::parse_json_object)]
+    pub where_: Option<Map<String, Value>>,
+    /// Only tasks in this state.
+    #[arg(long, value_name = "STATE", value_parser = options::state_parser())]
+    pub state: Option<State>,
+    /// Only tasks that ended with this status.
+    #[arg(long, value_name = "STATUS", value_parser = options::status_parser())]
+    pub status: Option<Status>,
+    /// Only live tasks (running or paused).
+    #[arg(long)]
+    pub live: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoCmd {
+    #[command(flatten)]
+    pub task: TaskArg,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskCmd {
+    #[command(flatten)]
+    pub task: TaskArg,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputCmd {
+    #[command(flatten)]
+    pub task: TaskArg,
+    /// Only standard output [default: both, in the order they were read].
+    #[arg(long, conflicts_with = "stderr")]
+    pub stdout: bool,
+    /// Only standard error.
+    #[arg(long)]
+    pub stderr: bool,
+    /// Which run [default: the latest].
+    #[arg(long, value_name = "N")]
+    pub run: Option<u32>,
+    /// Keep printing output as it arrives, until the task has ended (an older --run has ended:
+    /// it is printed as it is).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only the last N lines (then keep following, with --follow).
+    #[arg(long, value_name = "N", conflicts_with = "from")]
+    pub tail: Option<u64>,
+    /// Start at this byte offset of the stream (of the combined view by default).
+    #[arg(long, value_name = "OFFSET")]
+    pub from: Option<u64>,
+    /// Take the output from the live supervisor and move its consume position past it, so the
+    /// next --consume returns only newer output.
+    #[arg(long, conflicts_with_all = ["run", "follow", "tail", "from"])]
+    pub consume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KillCmd {
+    #[command(flatten)]
+    pub task: TaskArg,
+    /// The signal, by name (TERM, SIGTERM, any case) or number.
+    #[arg(short = 's', long = "signal", value_name = "SIGNAL", default_value = "TERM",
+          value_parser = options::parse_signal)]
+    pub signal: Signal,
+}
+
+#[derive(Debug, Args)]
+pub struct SendCmd {
+    #[command(flatten)]
+    pub task: TaskArg,
+    /// The text to write (followed by a newline). Without it, our standard input is copied to
+    /// the task's as it arrives, until it ends.
+    #[arg(value_name = "TEXT")]
+    pub text: Option<OsString>,
+    /// Do not add a newline after TEXT.
+    #[arg(short = 'n')]
+    pub no_newline: bool,
+    /// Close the task's standard input after writing TEXT. Without TEXT, only close it (our
+    /// standard input is not read): `taskpool send ID < FILE && taskpool send ID --eof`.
+    #[arg(long)]
+    pub eof: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MetaCmd {
+    /// Name the task by its supervisor's pid instead of an ID.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<i32>,
+    /// [ID] KEY=VALUE...: an optional task id, then the keys to set.
+    #[arg(value_name = "ID|KEY=VALUE")]
+    pub items: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitCmd {
+    /// The tasks to wait for.
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<u64>,
+    /// Give up after this long (exit status 124).
+    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct TerminateCmd {
+    #[command(flatten)]
+    pub task: TaskArg,
+    /// Grace between the signals [default: the task's --grace].
+    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
+    pub grace: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmCmd {
+    /// The tasks to remove.
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<u64>,
+    /// Terminate live tasks first instead of refusing to remove them.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanCmd {
+    /// Only tasks that ended at least this long ago.
+    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
+    pub older_than: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsCmd {
+    /// The shell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn spawn_takes_a_script_or_an_argv_but_not_both() {
+        let argv = |a: &[&str]| Cli::try_parse_from(a.iter().copied());
+        assert!(argv(&["taskpool", "spawn", "-c", "echo hi"]).is_ok());
+        assert!(argv(&["taskpool", "spawn", "--", "ls", "-l"]).is_ok());
+        assert!(argv(&["taskpool", "spawn", "--name", "x", "sleep", "--help"]).is_ok());
+        assert!(argv(&["taskpool", "spawn", "-c", "x", "--", "ls"]).is_err());
+        assert!(argv(&["taskpool", "spawn", "--name", "x"]).is_err());
+        assert!(argv(&["taskpool", "kill", "1", "--pid", "5"]).is_err());
+        assert!(argv(&["taskpool", "kill"]).is_err());
+        assert!(argv(&["taskpool", "ls", "--pool", "/tmp/p", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn trailing_argv_is_kept_verbatim() {
+        let cli =
+            Cli::try_parse_from(["taskpool", "run", "--", "grep", "-v", "--pool", "x"]).unwrap();
+        let Cmd::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.spawn.command.argv, ["grep", "-v", "--pool", "x"]);
+        assert!(cli.global.pool.is_none());
+    }
+}

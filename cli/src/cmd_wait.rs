@@ -1,0 +1,69 @@
+//! `taskpool wait ID...`: wait for every task to end and pass their status through, as a shell
+//! does: the exit code, 128+N when killed by signal N, and for several tasks the first non-zero
+//! in argument order. Our own failures use `timeout(1)`'s codes: 124 when `--timeout` ran out,
+//! 125 when a task is not found, was lost, or its supervisor cannot be reached.
+
+use crate::args::{GlobalArgs, WaitCmd};
+use crate::{exit_with, print, select};
+use anyhow::{anyhow, Result};
+use std::io::Write;
+use std::time::Instant;
+use taskpool::{Info, Task};
+
+/// `--timeout` ran out.
+pub const TIMED_OUT: i32 = 124;
+/// A task is not found, lost, or unreachable.
+pub const NO_STATUS: i32 = 125;
+
+pub fn wait(global: &GlobalArgs, cmd: &WaitCmd) -> Result<i32> {
+    let deadline = cmd.timeout.map(|t| Instant::now() + t);
+    let pool = select::pool(global).map_err(|e| exit_with(NO_STATUS, e))?;
+    let tasks = cmd
+        .ids
+        .iter()
+        .map(|&id| pool.task(id).map_err(|e| exit_with(NO_STATUS, e)))
+        .collect::<Result<Vec<Task>>>()?;
+    let mut infos = Vec::with_capacity(tasks.len());
+    for task in &tasks {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match task.wait_timeout(left) {
+            Ok(Some(info)) => infos.push(info),
+            Ok(None) => {
+                let t = humantime::format_duration(cmd.timeout.unwrap_or_default());
+                return Err(exit_with(
+                    TIMED_OUT,
+                    anyhow!("task {} has not ended within {t}", task.id()),
+                ));
+            }
+            Err(e) => return Err(exit_with(NO_STATUS, e)),
+        }
+    }
+    if global.json {
+        print::json(&infos)?;
+    }
+    Ok(combined_status(&infos))
+}
+
+/// The first non-zero status in order (a lost task counts as [`NO_STATUS`], and is reported).
+fn combined_status(infos: &[Info]) -> i32 {
+    let mut code = 0;
+    for info in infos {
+        let status = match info.shell_status() {
+            Some(s) => s,
+            None => {
+                let why = info.reason.as_deref().unwrap_or("its outcome is unknown");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "taskpool: task {} was lost: {}",
+                    info.id,
+                    why.replace('\n', " ")
+                );
+                NO_STATUS
+            }
+        };
+        if code == 0 {
+            code = status;
+        }
+    }
+    code
+}
