@@ -291,8 +291,9 @@ pub struct SendCmd {
     /// Do not add a newline after TEXT.
     #[arg(short = 'n')]
     pub no_newline: bool,
-    /// Close the task's standard input after writing TEXT. Without TEXT, only close it (our
-    /// standard input is not read): `taskpool send ID < FILE && taskpool send ID --eof`.
+    /// Close the task's standard input afterwards (after TEXT, or after copying our standard
+    /// input to its end: `taskpool send ID --eof < FILE`). When our standard input is a
+    /// terminal and no TEXT is given, only close it.
     #[arg(long)]
     pub eof: bool,
 }

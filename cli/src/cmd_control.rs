@@ -5,7 +5,7 @@
 use crate::args::{GlobalArgs, KillCmd, SendCmd, TaskCmd, TerminateCmd};
 use crate::{print, select};
 use anyhow::Result;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::os::unix::ffi::OsStrExt;
 
 /// How much of our stdin is forwarded per write request.
@@ -40,7 +40,7 @@ pub fn send(global: &GlobalArgs, cmd: &SendCmd) -> Result<i32> {
             }
             task.write(&data)?;
         }
-        None if cmd.eof => {}
+        None if cmd.eof && std::io::stdin().is_terminal() => {}
         None => {
             // Stream our stdin through as it arrives, a chunk per request.
             let mut stdin = std::io::stdin().lock();

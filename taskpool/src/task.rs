@@ -119,7 +119,19 @@ impl Conn {
             id,
             supervisor_pid: 0,
         };
-        match c.recv()? {
+        let hello = match c.recv() {
+            Err(e) if e.kind() == ErrorKind::Timeout => {
+                // Name the supervisor we were waiting for.
+                c.supervisor_pid = pool
+                    .load_record(id)
+                    .ok()
+                    .and_then(|r| r.supervisor_pid)
+                    .unwrap_or(0);
+                return Err(c.io_err(e));
+            }
+            other => other?,
+        };
+        match hello {
             Some(Response::Hello {
                 protocol,
                 supervisor_pid,
@@ -178,7 +190,8 @@ impl Conn {
     pub(crate) fn request(&mut self, req: &Request, payload: &[u8]) -> Result<Response> {
         self.send(req, payload)?;
         match self.recv()? {
-            Some(r) => r.into_result().map_err(|e| e.context(format!("task {}", self.id))),
+            // Supervisors name their task in error messages themselves.
+            Some(r) => r.into_result(),
             None => Err(Error::new(
                 ErrorKind::Unreachable,
                 format!("task {}: supervisor hung up", self.id),
@@ -396,14 +409,16 @@ impl Task {
         if rec.state.is_live() {
             match Conn::open(&self.pool, self.id, Some(self.pool.timeout())) {
                 Ok(mut c) => {
-                    c.send(&Request::Follow { from }, &[])?;
-                    c.set_timeout(None);
-                    return Ok(Follow {
-                        pool: self.pool.clone(),
-                        id: self.id,
-                        src: Source::Live(c),
-                        delivered: from,
-                    });
+                    // A supervisor that exits right after the hello: follow from the files.
+                    if c.send(&Request::Follow { from }, &[]).is_ok() {
+                        c.set_timeout(None);
+                        return Ok(Follow {
+                            pool: self.pool.clone(),
+                            id: self.id,
+                            src: Source::Live(c),
+                            delivered: from,
+                        });
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::Unreachable => {}
                 Err(e) => return Err(e),
@@ -439,7 +454,9 @@ impl Task {
                 Err(e) if e.kind() == ErrorKind::Timeout && left.is_some_and(|l| l <= self.pool.timeout()) => return Ok(None),
                 Err(e) => return Err(e),
             };
-            c.send(&Request::Wait, &[])?;
+            if c.send(&Request::Wait, &[]).is_err() {
+                continue; // it ended (and hung up) right after the hello: judge from the record
+            }
             c.set_timeout(left);
             match c.recv() {
                 Ok(Some(Response::End { info })) => break *info,
@@ -447,6 +464,7 @@ impl Task {
                     return Err(Error::new(crate::error::kind_from_name(&kind), message))
                 }
                 Ok(_) => continue, // hung up: judge from the record again
+                Err(e) if e.kind() == ErrorKind::Unreachable => continue, // reset as it exited
                 Err(e) if e.kind() == ErrorKind::Timeout && deadline.is_some() => return Ok(None),
                 Err(e) => return Err(e),
             }
@@ -476,7 +494,8 @@ impl Task {
             grace_ms: grace.map(|g| g.as_millis() as u64),
         };
         let rec = self.record()?;
-        if rec.state.is_live() {
+        // A supervisor lingering after the end still listens: it is told to exit now.
+        if rec.state.is_live() || self.pool.socket_path(self.id).exists() {
             match self.connect() {
                 Ok(mut c) => {
                     c.request(&req, &[])?;
