@@ -311,8 +311,11 @@ pub struct MetaCmd {
 #[derive(Debug, Args)]
 pub struct WaitCmd {
     /// The tasks to wait for.
-    #[arg(value_name = "ID", required = true)]
+    #[arg(value_name = "ID", required_unless_present = "pids")]
     pub ids: Vec<u64>,
+    /// Name a task by its supervisor's pid instead (repeatable; after the ids).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<i32>,
     /// Give up after this long (exit status 124).
     #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
     pub timeout: Option<Duration>,
@@ -330,8 +333,11 @@ pub struct TerminateCmd {
 #[derive(Debug, Args)]
 pub struct RmCmd {
     /// The tasks to remove.
-    #[arg(value_name = "ID", required = true)]
+    #[arg(value_name = "ID", required_unless_present = "pids")]
     pub ids: Vec<u64>,
+    /// Name a task by its supervisor's pid instead (repeatable; after the ids).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<i32>,
     /// Terminate live tasks first instead of refusing to remove them.
     #[arg(long)]
     pub force: bool,

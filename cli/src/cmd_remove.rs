@@ -11,9 +11,9 @@ pub fn rm(global: &GlobalArgs, cmd: &RmCmd) -> Result<i32> {
     let mut removed = Vec::new();
     let mut failed = false;
     // Each task on its own: one that cannot be removed does not keep the others.
-    for &id in &cmd.ids {
-        match pool.task(id).and_then(|t| t.remove(cmd.force)) {
-            Ok(()) => removed.push(id),
+    for task in select::tasks(&pool, &cmd.ids, &cmd.pids) {
+        match task.and_then(|t| t.remove(cmd.force).map(|()| t.id())) {
+            Ok(id) => removed.push(id),
             Err(e) => {
                 failed = true;
                 let _ = writeln!(

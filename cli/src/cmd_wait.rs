@@ -18,10 +18,9 @@ pub const NO_STATUS: i32 = 125;
 pub fn wait(global: &GlobalArgs, cmd: &WaitCmd) -> Result<i32> {
     let deadline = cmd.timeout.map(|t| Instant::now() + t);
     let pool = select::pool(global).map_err(|e| exit_with(NO_STATUS, e))?;
-    let tasks = cmd
-        .ids
-        .iter()
-        .map(|&id| pool.task(id).map_err(|e| exit_with(NO_STATUS, e)))
+    let tasks = select::tasks(&pool, &cmd.ids, &cmd.pids)
+        .into_iter()
+        .map(|t| t.map_err(|e| exit_with(NO_STATUS, e)))
         .collect::<Result<Vec<Task>>>()?;
     let mut infos = Vec::with_capacity(tasks.len());
     for task in &tasks {

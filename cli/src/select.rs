@@ -54,3 +54,11 @@ pub fn task(pool: &Pool, arg: &TaskArg) -> Result<Task> {
         (None, None) => bail!("name a task by its id or by --pid"),
     }
 }
+
+/// Several tasks named by ids, then by supervisor pids, in that order.
+pub fn tasks(pool: &Pool, ids: &[u64], pids: &[i32]) -> Vec<taskpool::Result<Task>> {
+    ids.iter()
+        .map(|&id| pool.task(id))
+        .chain(pids.iter().map(|&pid| pool.task_by_pid(pid)))
+        .collect()
+}

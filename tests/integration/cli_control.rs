@@ -153,5 +153,7 @@ fn targeting_by_supervisor_pid() {
         serde_json::from_str(&tp.ok(["info", "--pid", &spid, "--json"])).unwrap();
     eq!(info["id"], json!(id));
     tp.ok(["kill", "--pid", &spid]);
-    eq!(code(&tp.run(["wait", &id.to_string()])), 128 + 15);
+    eq!(code(&tp.run(["wait", "--pid", &spid])), 128 + 15);
+    tp.ok(["rm", "--pid", &spid]);
+    eq!(tp.ok(["ls", "--json"]).trim(), "[]");
 }
