@@ -7,11 +7,15 @@
 //! a [`Task`] handle reads output, follows it live, sends signals and stdin, and waits for the end.
 //! Ended tasks are answered from their records, without a live supervisor.
 //!
-//! ```no_run
-//! use taskpool::{Pool, SpawnOptions, CreateOptions};
+//! ```
+//! use taskpool::{CreateOptions, Pool, SpawnOptions, Stream};
 //!
 //! # fn main() -> taskpool::Result<()> {
-//! let pool = Pool::open_or_create("/tmp/my-pool", CreateOptions::default())?;
+//! let dir = std::env::temp_dir().join(format!("taskpool-doc-{}", std::process::id()));
+//! let mut pool = Pool::open_or_create(&dir, CreateOptions::default())?;
+//! # // This example runs against the supervisor built in the workspace.
+//! # let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/taskpool-supervisor");
+//! # if built.exists() { pool.set_supervisor_cmd(vec![built.into()]); }
 //! let task = pool.spawn(
 //!     &SpawnOptions::shell("echo hello; echo oops >&2")
 //!         .name("greeter")
@@ -19,11 +23,11 @@
 //! )?;
 //! let info = task.wait()?;
 //! assert_eq!(info.exit_code, Some(0));
-//! let out = task.read_all(taskpool::Stream::Stdout)?;
-//! assert_eq!(out, b"hello\n");
-//! for info in pool.search(&serde_json::json!({"meta": {"owner": "docs"}}))? {
-//!     println!("{} {:?}", info.id, info.state);
-//! }
+//! assert_eq!(task.read_all(Stream::Stdout)?, b"hello\n");
+//! assert_eq!(task.read_all(Stream::Stderr)?, b"oops\n");
+//! let found = pool.search(&serde_json::json!({"meta": {"owner": "docs"}}))?;
+//! assert_eq!(found[0].id, task.id());
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok(()) }
 //! ```
 //!
