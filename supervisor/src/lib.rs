@@ -1,6 +1,172 @@
-//! The per-task supervisor of taskpool (work in progress).
+//! The per-task supervisor of taskpool: one small, single-threaded process per task that runs the
+//! task's command, captures its output, answers clients on a unix socket, and records the end.
+//! The `taskpool-supervisor` program (built from the `taskpool-cli` package) is a three-line
+//! `main` that calls [`main`]; the `taskpool` library starts it, never forks itself.
+//!
+//! # Theory of operation
+//!
+//! **Launch** ([`launch`]). The library runs `taskpool-supervisor --pool DIR` with a pipe on
+//! stdin carrying one JSON [`Launch`](taskpool::protocol::Launch) line, and a pipe on stdout on
+//! which the supervisor writes exactly one
+//! [`LaunchReply`] line: `ready` once it holds the task's lock,
+//! listens, and the command has been executed, or `error` with the real reason. The supervisor
+//! reads its orders, opens the pool, sets its umask (077, or 007 in a group-shared pool), and
+//! detaches as the task's behavior says: a *daemon* calls `setsid` then forks (the parent exits at
+//! once; the child, in a new session but not its leader, can never get a controlling terminal); a
+//! *background* supervisor opens a pidfd on its caller's process-group leader, forks, and ends the
+//! task when that pidfd becomes readable; a *foreground* one stays the caller's child. It then
+//! becomes a child subreaper and changes into the task's directory, so that the socket is bound by
+//! a short relative name whatever the pool's path length.
+//!
+//! **Start** ([`start`]). Take the task's `lock` (an OFD lock: liveness probes never take it),
+//! build the record (or, on restart, load it under the lock and add a run), take the user's lock
+//! file, create `run-N/{stdout,stderr,chunks}`, bind `sock.tmp`, listen, and rename it to `sock`
+//! (a socket that exists always listens), make the pipes, block SIGCHLD, SIGTERM, SIGINT, SIGHUP
+//! and SIGPIPE and open a signalfd for the first four, and start the command ([`child`]) in its
+//! own process group with `PR_SET_PDEATHSIG`. If anything fails, what was made is removed and the
+//! error is the reply. On success the record is written, `ready` is sent, and stdout (and stderr,
+//! unless in the foreground) are pointed at `/dev/null`.
+//!
+//! **Loop** ([`event_loop`]). One `poll` over the signalfd, the listener, the output pipes, the
+//! stdin pipe (only while bytes are queued for it), the background caller's pidfd and the
+//! clients, with one timeout: the earliest deadline of the drain after the main process exits, a
+//! terminate's next signal, the SIGKILL of leftovers, or the end of a linger. With no deadline
+//! the supervisor sleeps in `poll` with no timeout: an idle task costs nothing. Output
+//! ([`capture`]) is appended to the stream's file, its chunk entry to `chunks`, and copied into
+//! the stream's [`ring`]. Requests ([`requests`]) are answered from one flat `match`; follow
+//! subscriptions are fed from the run's files, not from memory, so a follower costs O(1) memory
+//! however far behind it is. Every state change goes through [`state::Core`], which keeps the
+//! record in step (replaced atomically; fsync'd only for the final record).
+//!
+//! **End.** A run has ended when the main process has been reaped and both pipes are at end of
+//! file, or [`state::DRAIN_AFTER_EXIT`] after the main process was reaped, whichever comes first
+//! (a grandchild holding stdout must not keep `wait` hanging). The supervisor then reads what is
+//! left in the pipes, closes them, records the exit code or signal, end time and final counters
+//! (durably), releases the user's lock file, and sends `end` to waiters and, once they have had
+//! every byte, to followers. Whatever is left in the task's process group gets SIGTERM, and
+//! SIGKILL after the grace. The supervisor removes its socket and exits, unless asked to linger.
+//! `terminate` (or SIGTERM, SIGINT or SIGHUP to the supervisor, or a background caller's exit)
+//! sends SIGINT to the group, then SIGTERM and SIGKILL a grace apart, and ignores the linger.
+//!
+//! **If the supervisor dies.** The main process gets SIGKILL (`PR_SET_PDEATHSIG`). Its own
+//! children in the task's process group are not signalled by the kernel: they are re-parented to
+//! the nearest subreaper (or init) and keep running until they exit, or die of SIGPIPE when they
+//! next write to a pipe whose reader (the supervisor) is gone. The record still says live; any
+//! reader that finds the task's lock free marks it `lost`.
+//!
+//! # Pitfalls: pipes and signals
+//!
+//! - **Pipes stay open as long as any process holds a write end.** The supervisor keeps no copy
+//!   of the child's ends (they are closed as soon as the command is started), and every
+//!   descriptor it owns is close-on-exec, or the task would inherit the socket, the lock, the
+//!   signalfd. A grandchild that inherits stdout keeps the pipe open after the main process
+//!   exits: hence the bounded drain rather than waiting for end of file.
+//! - **A full pipe blocks its writer.** The supervisor reads the output pipes whenever they are
+//!   readable and never blocks on a client, so a client that does not read cannot stall the
+//!   task: its output buffer is bounded, and while it is full the supervisor stops serving that
+//!   client instead. The stdin pipe is written nonblocking from a bounded queue; a task that never
+//!   reads its stdin makes writers wait, not the supervisor.
+//! - **Writing to a closed pipe or socket raises SIGPIPE**, which kills by default. SIGPIPE is
+//!   blocked, sockets are written with `MSG_NOSIGNAL`, and EPIPE is handled where it arrives.
+//! - **Signals are read from a signalfd, not handled asynchronously**: they are blocked first,
+//!   so none is lost between start-up and the first `poll`, and the loop sees them in order with
+//!   everything else. The child must not inherit the blocked mask (a mask survives `exec`, and
+//!   `std::process::Command` does not reset it), nor signals ignored by whoever started the
+//!   supervisor (a shell's background job ignores SIGINT, which would make `terminate`'s first
+//!   signal a no-op): the child empties its mask and resets every disposition before `exec`. The
+//!   supervisor resets its own dispositions of the signals it reads, since an ignored signal is
+//!   discarded before a signalfd can see it.
+//! - **SIGCHLD coalesces**: one signal may stand for several exits, so every SIGCHLD reaps in a
+//!   `waitpid(-1, WNOHANG)` loop. As a subreaper the supervisor also reaps the task's orphans.
+//! - **A process group id names a group only while it has members.** The supervisor signals the
+//!   group (`kill(-pgid)`) while the run lasts and, after the end, only as long as a member
+//!   remains (`kill(-pgid, 0)`).
+//! - **A stopped group does not act on SIGINT or SIGTERM** until continued: terminating a paused
+//!   task sends SIGCONT after each signal.
 
-/// Run the supervisor; returns the process exit code.
+#![deny(missing_docs)]
+
+pub mod capture;
+pub mod child;
+pub mod clients;
+pub mod event_loop;
+pub mod launch;
+pub mod requests;
+pub mod ring;
+pub mod start;
+pub mod state;
+pub mod stdin;
+
+use taskpool::protocol::LaunchReply;
+use taskpool::record::Behavior;
+
+/// Run the supervisor; returns the process exit code (0 after a run, 1 when the task could not be
+/// started).
 pub fn main() -> i32 {
-    0
+    close_inherited_fds();
+    let orders = match launch::read_orders() {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    let leader = match launch::detach(orders.behavior) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    // Orphans of the task come back to us, to be reaped and signalled with it.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let dir = orders.pool.task_dir(orders.launch.id);
+    if let Err(e) = std::env::set_current_dir(&dir) {
+        return fail(&taskpool::Error::path(&dir, e).context(format!("task {}", orders.launch.id)));
+    }
+    let running = match start::start(&orders) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let run = running.started.record.current().map(|r| r.run).unwrap_or(1);
+    let pid = running.started.pid.as_raw();
+    let core = state::Core::new(running.started);
+    core.store(false);
+    launch::reply(&LaunchReply::Ready {
+        supervisor_pid: std::process::id() as i32,
+        pid,
+        run,
+    });
+    launch::release_stdio(orders.behavior == Behavior::Foreground);
+    let (watch, gone) = match leader {
+        launch::Leader::Watch(fd) => (Some(fd), false),
+        launch::Leader::Gone => (None, true),
+        launch::Leader::Ignored => (None, false),
+    };
+    let mut sup = event_loop::Supervisor::new(core, running.listener, running.signals, watch);
+    if gone {
+        sup.terminate_now("terminated: the caller's process group leader had already exited");
+    }
+    sup.run()
+}
+
+/// Close every descriptor above stderr that the caller let us inherit: the supervisor may live
+/// long, and must not hold (or pass on to the task) someone else's pipes.
+fn close_inherited_fds() {
+    // SAFETY: at this point the process owns no descriptor above 2 (nothing has been opened
+    // yet), so closing them cannot invalidate an OwnedFd or File. A kernel without close_range
+    // (before 5.9) just returns ENOSYS.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
+    }
+}
+
+fn fail(e: &taskpool::Error) -> i32 {
+    launch::reply(&launch::error_reply(e));
+    1
+}
+
+/// Report something unexpected on stderr (the caller's terminal in the foreground, else
+/// `/dev/null`): the supervisor has no one else to tell.
+pub(crate) fn note(msg: &str) {
+    eprintln!("taskpool-supervisor[{}]: {msg}", std::process::id());
 }

@@ -56,6 +56,20 @@ pub struct Piece {
     pub data: Vec<u8>,
 }
 
+/// Where a piece read by [`OutputLog::next_piece_into`] belongs; its bytes are in the caller's
+/// buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PieceAt {
+    /// The stream the bytes came from.
+    pub stream: Stream,
+    /// Offset of the first byte in its stream.
+    pub offset: u64,
+    /// Offset of the first byte in the combined view.
+    pub combined: u64,
+    /// How many bytes were read.
+    pub len: usize,
+}
+
 /// A position in the combined view: the byte offset in `chunks` of the current entry, and the
 /// stream offsets reached so far. Walking from the start is linear in the number of chunks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -216,6 +230,62 @@ impl OutputLog {
             }
             return Ok(Some(piece));
         }
+    }
+
+    /// Like [`OutputLog::next_piece`], but reads the bytes into `buf` (at most `buf.len()` of
+    /// them) instead of allocating, for a reader that must not allocate per piece (the
+    /// supervisor's followers). The bytes are `buf[..at.len]`.
+    pub fn next_piece_into(&self, cur: &mut Cursor, buf: &mut [u8]) -> Result<Option<PieceAt>> {
+        loop {
+            let Some((s, len)) = self.entry(cur.entry)? else {
+                return Ok(None);
+            };
+            let left = (len - cur.within) as usize;
+            if left == 0 {
+                cur.entry += 4;
+                cur.within = 0;
+                continue;
+            }
+            let want = left.min(buf.len());
+            let offset = *stream_pos(cur, s);
+            let n = self.read_stream_into(s, offset, &mut buf[..want])?;
+            if n == 0 {
+                // The entry was written before its bytes reached the file: nothing more yet.
+                return Ok(None);
+            }
+            let at = PieceAt {
+                stream: s,
+                offset,
+                combined: cur.combined,
+                len: n,
+            };
+            cur.combined += n as u64;
+            *stream_pos(cur, s) += n as u64;
+            cur.within += n as u32;
+            if cur.within == len {
+                cur.entry += 4;
+                cur.within = 0;
+            }
+            return Ok(Some(at));
+        }
+    }
+
+    /// Read a single stream from `offset` into `buf`; returns how many bytes were read (fewer
+    /// than `buf.len()` only at the end of what was written).
+    pub fn read_stream_into(&self, stream: Stream, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let Some(f) = self.file(stream) else {
+            return Ok(0);
+        };
+        let mut got = 0;
+        while got < buf.len() {
+            match f.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::path(&self.dir.join(stream_file(stream)), e)),
+            }
+        }
+        Ok(got)
     }
 
     /// Read up to `count` bytes of `stream` from `offset`; for `combined` the bytes of both streams

@@ -1,0 +1,150 @@
+//! Starting the task's command, and [`ProcessGroup`]: what to signal.
+//!
+//! The command is started with `std::process::Command`, which forks and reports `exec` errors back
+//! through its own close-on-exec pipe, so a missing program is a spawn error here rather than an
+//! exit code 127 later. The child runs in a process group of its own (`process_group(0)`). A
+//! `pre_exec` hook empties its signal mask and resets every disposition to the default (the
+//! supervisor blocks the signals it reads from a signalfd, and the task must inherit neither that
+//! nor signals ignored by whoever started the supervisor; `Command` itself only resets SIGPIPE),
+//! and asks the kernel to SIGKILL the child should the supervisor die (`PR_SET_PDEATHSIG`).
+
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use taskpool::record::Spec;
+use taskpool::{Error, ErrorKind, Result};
+
+/// The task's process group: the main process and whatever it starts (unless they leave the
+/// group). Its id is the main process's pid. Every signal the supervisor sends goes to the whole
+/// group, the way a shell's job control does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessGroup(Pid);
+
+impl ProcessGroup {
+    /// The group led by `pid` (a child started with `process_group(0)`).
+    pub fn led_by(pid: Pid) -> ProcessGroup {
+        ProcessGroup(pid)
+    }
+
+    /// The group id, also the main process's pid.
+    pub fn id(self) -> Pid {
+        self.0
+    }
+
+    /// Send `sig` to every process of the group (`kill(-pgid, sig)`). A group that no longer has
+    /// any member is not an error.
+    pub fn signal(self, sig: Signal) -> nix::Result<()> {
+        match killpg(self.0, sig) {
+            Err(Errno::ESRCH) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// True while any process (zombies included) is still in the group.
+    pub fn exists(self) -> bool {
+        !matches!(killpg(self.0, None), Err(Errno::ESRCH))
+    }
+}
+
+/// The standard streams the child gets.
+pub struct ChildStdio {
+    /// Its standard input.
+    pub stdin: Stdio,
+    /// Its standard output.
+    pub stdout: Stdio,
+    /// Its standard error.
+    pub stderr: Stdio,
+}
+
+/// Start `spec`'s command for task `id` of the pool at `pool_dir`; returns the main pid. Failures
+/// carry the kind the caller sees: `program_not_found`, `cannot_execute`, `not_found` (the cwd).
+pub fn start(spec: &Spec, id: u64, pool_dir: &std::path::Path, stdio: ChildStdio) -> Result<Pid> {
+    let argv = spec.command.argv();
+    let Some(program) = argv.first().filter(|p| !p.is_empty()) else {
+        return Err(Error::new(ErrorKind::InvalidInput, "the command is empty"));
+    };
+    if !spec.cwd.is_dir() {
+        return Err(missing_cwd(spec));
+    }
+    let supervisor = nix::unistd::getpid();
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(taskpool::ENV_POOL, pool_dir)
+        .env(taskpool::ENV_TASK_ID, id.to_string())
+        .env(
+            taskpool::ENV_SUPERVISOR_PID,
+            OsString::from(supervisor.to_string()),
+        )
+        .current_dir(&spec.cwd)
+        .process_group(0)
+        .stdin(stdio.stdin)
+        .stdout(stdio.stdout)
+        .stderr(stdio.stderr);
+    // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
+    // system calls (sigprocmask, signal, prctl, getppid, _exit); it allocates nothing and takes
+    // no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            // The supervisor blocks the signals it reads from its signalfd, and may have been
+            // started with some ignored (a shell's background job ignores INT and QUIT): the
+            // task starts with an empty mask and default dispositions.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            for sig in 1..libc::SIGRTMIN() {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            // The supervisor may have died before the death signal was armed.
+            if libc::getppid() != supervisor.as_raw() {
+                libc::_exit(127);
+            }
+            Ok(())
+        });
+    }
+    match cmd.spawn() {
+        Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
+        Err(e) => Err(spawn_error(spec, program, e)),
+    }
+}
+
+fn missing_cwd(spec: &Spec) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!(
+            "cwd {} does not exist or is not a directory",
+            spec.cwd.display()
+        ),
+    )
+}
+
+fn spawn_error(spec: &Spec, program: &OsString, e: std::io::Error) -> Error {
+    let name = program.to_string_lossy();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) if !spec.cwd.is_dir() => missing_cwd(spec),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Error::new(
+            ErrorKind::ProgramNotFound,
+            format!("program {name} not found"),
+        ),
+        Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => {
+            Error::new(
+                ErrorKind::CannotExecute,
+                format!("program {name} cannot be executed: {e}"),
+            )
+        }
+        _ => Error::io(format!("starting {name}"), e),
+    }
+}

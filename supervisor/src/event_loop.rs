@@ -1,0 +1,254 @@
+//! The event loop: one `poll` over a fixed set of descriptors — the signalfd, the listener, the
+//! output pipes, the stdin pipe (only while bytes are queued), the background caller's pidfd, and
+//! the clients — with a single timeout, the earliest of the [`Core`]'s deadlines. With nothing due
+//! the timeout is infinite: an idle task costs no wake-ups. The pollfd vector, the read buffer and
+//! the clients' buffers are reused, so the steady state allocates nothing.
+
+use crate::capture::Pulled;
+use crate::clients::{self, Client};
+use crate::requests;
+use crate::state::{Core, Exit};
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Instant;
+use taskpool::protocol::{Response, Stream, PROTOCOL_VERSION};
+
+/// Bytes read from a pipe at once, and the size of the follow pieces.
+const READ_CHUNK: usize = 64 << 10;
+
+// Fixed slots of the pollfd vector; clients follow.
+const SIGNALS: usize = 0;
+const LISTENER: usize = 1;
+const STDOUT: usize = 2;
+const STDERR: usize = 3;
+const STDIN: usize = 4;
+const LEADER: usize = 5;
+const CLIENTS: usize = 6;
+
+/// The running supervisor.
+pub struct Supervisor {
+    core: Core,
+    listener: OwnedFd,
+    /// False while accepting is impossible (out of descriptors) until a client leaves.
+    accepting: bool,
+    signals: SignalFd,
+    leader: Option<OwnedFd>,
+    clients: Vec<Client>,
+    pollfds: Vec<libc::pollfd>,
+    scratch: Vec<u8>,
+    hello: Response,
+}
+
+impl Supervisor {
+    /// A supervisor for the run in `core`, serving on `listener`.
+    pub fn new(
+        core: Core,
+        listener: OwnedFd,
+        signals: SignalFd,
+        leader: Option<OwnedFd>,
+    ) -> Supervisor {
+        let hello = Response::Hello {
+            protocol: PROTOCOL_VERSION,
+            id: core.id,
+            supervisor_pid: std::process::id() as i32,
+        };
+        Supervisor {
+            core,
+            listener,
+            accepting: true,
+            signals,
+            leader,
+            clients: Vec::new(),
+            pollfds: Vec::with_capacity(CLIENTS + 4),
+            scratch: vec![0; READ_CHUNK],
+            hello,
+        }
+    }
+
+    /// End the task at once (the background caller was already gone at start).
+    pub fn terminate_now(&mut self, why: &str) {
+        self.core.terminate(None, why);
+    }
+
+    /// Serve until the run has ended (and any linger is over); returns the exit code.
+    pub fn run(mut self) -> i32 {
+        loop {
+            let now = Instant::now();
+            self.core.on_time(now, &mut self.scratch);
+            self.serve_clients();
+            if self.core.finished(Instant::now()) {
+                break;
+            }
+            self.fill_pollfds();
+            let timeout = self.timeout_ms();
+            // SAFETY: the pointer and length describe the initialised pollfd vector, which is not
+            // touched during the call.
+            let n = unsafe {
+                libc::poll(
+                    self.pollfds.as_mut_ptr(),
+                    self.pollfds.len() as libc::nfds_t,
+                    timeout,
+                )
+            };
+            if n < 0 {
+                continue; // EINTR; nothing else can happen with a valid vector
+            }
+            if n > 0 {
+                self.dispatch();
+            }
+        }
+        self.shutdown()
+    }
+
+    fn timeout_ms(&self) -> libc::c_int {
+        match self.core.deadline() {
+            None => -1,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                // Round up, so the loop does not wake just before the deadline.
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+            }
+        }
+    }
+
+    fn fill_pollfds(&mut self) {
+        let pfd = |fd: Option<i32>, events: libc::c_short| libc::pollfd {
+            fd: fd.unwrap_or(-1),
+            events,
+            revents: 0,
+        };
+        let cap = &self.core.capture;
+        let stdin = self.core.stdin.wants_write().map(|f| f.as_raw_fd());
+        let fixed = [
+            pfd(Some(self.signals.as_raw_fd()), libc::POLLIN),
+            pfd(
+                self.accepting.then(|| self.listener.as_raw_fd()),
+                libc::POLLIN,
+            ),
+            pfd(
+                cap.stdout.pipe.as_ref().map(|p| p.as_raw_fd()),
+                libc::POLLIN,
+            ),
+            pfd(
+                cap.stderr.pipe.as_ref().map(|p| p.as_raw_fd()),
+                libc::POLLIN,
+            ),
+            pfd(stdin, libc::POLLOUT),
+            pfd(self.leader.as_ref().map(|p| p.as_raw_fd()), libc::POLLIN),
+        ];
+        self.pollfds.clear();
+        self.pollfds.extend_from_slice(&fixed);
+        let room = self.core.stdin.room();
+        for c in &self.clients {
+            self.pollfds.push(pfd(Some(c.fd()), c.interest(room)));
+        }
+    }
+
+    fn revents(&self, slot: usize) -> libc::c_short {
+        self.pollfds[slot].revents
+    }
+
+    fn dispatch(&mut self) {
+        if self.revents(SIGNALS) != 0 {
+            self.on_signals();
+        }
+        for (slot, s) in [(STDOUT, Stream::Stdout), (STDERR, Stream::Stderr)] {
+            if self.revents(slot) != 0 {
+                if let Pulled::Eof = self.core.capture.pull(s, &mut self.scratch) {
+                    self.core.maybe_end(Instant::now(), &mut self.scratch);
+                }
+            }
+        }
+        if self.revents(STDIN) != 0 {
+            self.core.stdin.flush();
+        }
+        if self.revents(LEADER) != 0 {
+            self.leader = None;
+            self.core
+                .terminate(None, "terminated: the caller's process group leader exited");
+        }
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            let ev = self.pollfds[CLIENTS + i].revents;
+            if ev != 0 {
+                c.on_events(ev);
+            }
+        }
+        if self.revents(LISTENER) != 0 {
+            let shared = self.core.pool.shared_gid();
+            self.accepting =
+                clients::accept_all(&self.listener, shared, &self.hello, &mut self.clients);
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let mut reap = false;
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => reap = true,
+                Ok(s @ (Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP)) => {
+                    let why = format!("terminated: the supervisor received {}", s.as_str());
+                    self.core.terminate(None, &why);
+                }
+                _ => {}
+            }
+        }
+        if reap {
+            self.reap();
+        }
+    }
+
+    /// Reap every child that has exited: the main process gives the run's outcome; any other is
+    /// an orphan of the task that came to us as subreaper.
+    fn reap(&mut self) {
+        let now = Instant::now();
+        loop {
+            let (pid, exit) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, Exit::Code(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, Exit::Signal(sig)),
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            };
+            if Some(pid) == self.core.main_pid() {
+                self.core.main_exited(exit, now);
+            }
+        }
+        self.core.reaped();
+    }
+
+    fn serve_clients(&mut self) {
+        if self.core.state_changed {
+            self.core.state_changed = false;
+            requests::broadcast_state(&self.core, &mut self.clients);
+        }
+        for c in self.clients.iter_mut() {
+            requests::serve(&mut self.core, c, &mut self.scratch);
+        }
+        // A request may have changed the state for everyone (pause, resume).
+        if self.core.state_changed {
+            self.core.state_changed = false;
+            requests::broadcast_state(&self.core, &mut self.clients);
+            for c in self.clients.iter_mut() {
+                c.flush();
+            }
+        }
+        let before = self.clients.len();
+        self.clients.retain(|c| !c.dead);
+        if self.clients.len() < before {
+            self.accepting = true;
+        }
+    }
+
+    /// Remove the socket, give every client a last chance to get its replies, and exit.
+    fn shutdown(mut self) -> i32 {
+        let _ = std::fs::remove_file(crate::start::SOCK);
+        for c in self.clients.iter_mut() {
+            c.last_words();
+        }
+        0
+    }
+}

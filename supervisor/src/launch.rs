@@ -1,0 +1,189 @@
+//! The launch handshake and detaching. The library starts `taskpool-supervisor --pool DIR` with a
+//! [`Launch`] line on stdin and waits for one [`LaunchReply`] line on stdout; between the two the
+//! supervisor reads its orders, detaches from the caller as the task's behavior says (daemon,
+//! background or foreground), and starts the task.
+
+use nix::unistd::{ForkResult, Pid};
+use std::ffi::OsString;
+use std::io::{BufRead, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use taskpool::protocol::{Launch, LaunchReply};
+use taskpool::record::{Behavior, Record};
+use taskpool::{Error, ErrorKind, Pool, Result};
+
+/// The longest launch line accepted.
+const LAUNCH_MAX: u64 = 16 << 20;
+
+/// What the supervisor was asked to do, read and checked before detaching.
+pub struct Orders {
+    /// The pool.
+    pub pool: Pool,
+    /// The launch message.
+    pub launch: Launch,
+    /// The behavior (from the launch's spec, or the record of a task being restarted).
+    pub behavior: Behavior,
+}
+
+/// How the supervisor watches its caller (background tasks only).
+pub enum Leader {
+    /// Not watched (daemon, foreground).
+    Ignored,
+    /// A pidfd of the caller's process-group leader: readable once it has exited.
+    Watch(OwnedFd),
+    /// The leader had already exited: end the task at once.
+    Gone,
+}
+
+/// Parse the arguments, read the launch line, open the pool and set the umask.
+pub fn read_orders() -> Result<Orders> {
+    let pool_dir = parse_args(std::env::args_os().skip(1))?;
+    let launch = read_launch()?;
+    let pool = Pool::open(&pool_dir)?;
+    let mask = if pool.shared_gid().is_some() {
+        0o007
+    } else {
+        0o077
+    };
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    let behavior = match (&launch.spec, launch.restart) {
+        (Some(spec), false) => spec.behavior,
+        (_, true) => {
+            // Unlocked, only to learn how to detach; it is read again under the lock.
+            let path = pool.record_path(launch.id);
+            Record::load(&path)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::NotFound => {
+                        Error::new(ErrorKind::NotFound, format!("task {} not found", launch.id))
+                    }
+                    _ => e,
+                })?
+                .spec
+                .behavior
+        }
+        (None, false) => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the launch message has no spec for a new task",
+            ))
+        }
+    };
+    Ok(Orders {
+        pool,
+        launch,
+        behavior,
+    })
+}
+
+fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<PathBuf> {
+    let usage = || {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "usage: taskpool-supervisor --pool DIR (started by the taskpool library, with a launch line on stdin)",
+        )
+    };
+    let mut pool = None;
+    while let Some(a) = args.next() {
+        match a.to_str() {
+            Some("--pool") => pool = Some(PathBuf::from(args.next().ok_or_else(usage)?)),
+            _ => return Err(usage()),
+        }
+    }
+    pool.ok_or_else(usage)
+}
+
+/// Read the launch line (bounded), then point fd 0 at /dev/null.
+fn read_launch() -> Result<Launch> {
+    let mut line = Vec::new();
+    let read = std::io::stdin()
+        .lock()
+        .take(LAUNCH_MAX)
+        .read_until(b'\n', &mut line);
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+    }
+    read.map_err(|e| Error::io("reading the launch message", e))?;
+    if line.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "no launch message on stdin (the supervisor is started by the taskpool library)",
+        ));
+    }
+    serde_json::from_slice(&line)
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("bad launch message: {e}")))
+}
+
+/// Detach from the caller as `behavior` says. For daemon and background the calling process
+/// exits here (the library reaps it) and the child carries on as the supervisor.
+pub fn detach(behavior: Behavior) -> Result<Leader> {
+    match behavior {
+        Behavior::Foreground => Ok(Leader::Ignored),
+        Behavior::Daemon => {
+            nix::unistd::setsid().map_err(|e| Error::io("starting a new session", e.into()))?;
+            fork_and_leave()?;
+            Ok(Leader::Ignored)
+        }
+        Behavior::Background => {
+            let leader = pidfd_open(nix::unistd::getpgrp());
+            fork_and_leave()?;
+            Ok(match leader {
+                Some(fd) => Leader::Watch(fd),
+                None => Leader::Gone,
+            })
+        }
+    }
+}
+
+/// Fork; the parent exits at once, the child returns.
+fn fork_and_leave() -> Result<()> {
+    // SAFETY: the supervisor is single-threaded here (no thread was ever started), so the child
+    // may go on running arbitrary code after fork.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { .. }) => {
+            // SAFETY: _exit ends the process without running destructors or atexit handlers,
+            // which belong to the child now.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Child) => Ok(()),
+        Err(e) => Err(Error::io("forking the supervisor", e.into())),
+    }
+}
+
+fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor was just created (close-on-exec) and is owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Write the one-line answer to the library. A caller that has gone away is not an error: the
+/// task is durable without it.
+pub fn reply(r: &LaunchReply) {
+    let mut line = serde_json::to_vec(r).expect("launch replies always serialize");
+    line.push(b'\n');
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&line).and_then(|()| out.flush());
+}
+
+/// The error reply for `e`.
+pub fn error_reply(e: &Error) -> LaunchReply {
+    LaunchReply::Error {
+        kind: e.kind_name().to_owned(),
+        message: e.message().to_owned(),
+    }
+}
+
+/// After the reply: point stdout (and stderr, unless in the foreground) at /dev/null, so the
+/// caller's pipes close and nothing the supervisor might print reaches the caller's terminal.
+pub fn release_stdio(foreground: bool) {
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return;
+    };
+    let _ = nix::unistd::dup2_stdout(&null);
+    if !foreground {
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}

@@ -1,0 +1,300 @@
+//! Starting a run, once detached and inside the task's directory: take the task's lock, build or
+//! load the record, take the user's lock file, create the run directory and its files, listen on
+//! the socket, make the pipes, block the signals the event loop reads from a signalfd, and start
+//! the command. Anything that fails is undone: no socket, no run directory, no lock is
+//! left behind, and a restarted task's record is not touched.
+
+use crate::capture::{Capture, CaptureFiles};
+use crate::child::{self, ChildStdio};
+use crate::launch::Orders;
+use crate::state::Started;
+use crate::stdin::StdinSink;
+use nix::fcntl::{FcntlArg, OFlag};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use taskpool::lock::UserLock;
+use taskpool::output::OutputLog;
+use taskpool::record::{self, Record, RunRecord, State, Stdin, RECORD_FORMAT};
+use taskpool::{Error, ErrorKind, Result};
+
+/// The socket's name while it is being set up; renamed to `sock` once it listens.
+const SOCK_TMP: &str = "sock.tmp";
+/// The socket's name, relative to the task directory (the process's working directory).
+pub const SOCK: &str = "sock";
+
+/// What a successful start hands to the event loop.
+pub struct Running {
+    /// The run's state.
+    pub started: Started,
+    /// The listening socket (nonblocking, close-on-exec).
+    pub listener: OwnedFd,
+    /// The signals the loop handles.
+    pub signals: SignalFd,
+}
+
+/// Removes what a failed start made.
+#[derive(Default)]
+struct Undo {
+    socket: bool,
+    run_dir: Option<PathBuf>,
+}
+
+impl Undo {
+    fn disarm(&mut self) {
+        self.socket = false;
+        self.run_dir = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if self.socket {
+            let _ = std::fs::remove_file(SOCK_TMP);
+            let _ = std::fs::remove_file(SOCK);
+        }
+        if let Some(d) = self.run_dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Steps 3 to 10 of the start-up (see the crate docs). The working directory is the task's.
+pub fn start(orders: &Orders) -> Result<Running> {
+    let pool = &orders.pool;
+    let id = orders.launch.id;
+    let mut undo = Undo::default();
+    let lock = take_task_lock(id)?;
+    let mut record = initial_record(orders)?;
+    let me = std::process::id();
+    let user_lock = match &record.spec.lockfile {
+        Some(p) => Some(UserLock::acquire(p, me)?),
+        None => None,
+    };
+    let run = record.current().map(|r| r.run).unwrap_or(1);
+    let run_dir = pool.run_dir(id, run);
+    let files = make_run_dir(&run_dir, &mut undo)?;
+    let listener = listen(pool.shared_gid().is_some(), &mut undo)?;
+    let spec = &record.spec;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = if spec.merge_stderr {
+        (None, out_w.try_clone().map_err(|e| Error::io("pipe", e))?)
+    } else {
+        let (r, w) = pipe()?;
+        (Some(r), w)
+    };
+    let (child_stdin, sink) = match &spec.stdin {
+        Stdin::Pipe => {
+            let (r, w) =
+                nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
+            // Only the supervisor's end is nonblocking: the task reads its stdin as usual.
+            set_nonblocking(&w)?;
+            (Stdio::from(r), StdinSink::pipe(w))
+        }
+        Stdin::Null => (Stdio::null(), StdinSink::NotAPipe),
+        Stdin::File(p) => {
+            let f = File::open(p).map_err(|e| Error::path(p, e).context("stdin file"))?;
+            (Stdio::from(f), StdinSink::NotAPipe)
+        }
+    };
+    let signals = block_signals()?;
+    let stdio = ChildStdio {
+        stdin: child_stdin,
+        stdout: Stdio::from(out_w),
+        stderr: Stdio::from(err_w),
+    };
+    let pid = child::start(spec, id, pool.path(), stdio)?;
+    // From here on nothing can fail: the task runs.
+    undo.disarm();
+    if let Some(r) = record.current_mut() {
+        r.pid = Some(pid.as_raw());
+        r.started_at = Some(record::now());
+    }
+    record.state = State::Running;
+    record.supervisor_pid = Some(me as i32);
+    record.reason = None;
+    let capture = Capture::new(
+        CaptureFiles {
+            stdout_pipe: out_r,
+            stderr_pipe: err_r,
+            stdout: files.stdout,
+            stderr: files.stderr,
+            chunks: files.chunks,
+            log: files.log,
+        },
+        record.spec.buffer_size,
+        record.spec.log_max,
+    );
+    let started = Started {
+        pool: pool.clone(),
+        record,
+        pid,
+        capture,
+        stdin: sink,
+        user_lock,
+        lock,
+    };
+    Ok(Running {
+        started,
+        listener,
+        signals,
+    })
+}
+
+fn take_task_lock(id: u64) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o660)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open("lock")
+        .map_err(|e| Error::io(format!("task {id}: lock"), e))?;
+    if !taskpool::lock::try_lock_ofd(&f)? {
+        return Err(Error::new(
+            ErrorKind::State,
+            format!("task {id} already has a live supervisor"),
+        ));
+    }
+    Ok(f)
+}
+
+/// The record of the run about to start: a new one, or the task's record with a run added.
+fn initial_record(orders: &Orders) -> Result<Record> {
+    let l = &orders.launch;
+    if !l.restart {
+        let spec = l
+            .spec
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the launch message has no spec"))?;
+        if spec.buffer_size == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "buffer size must be at least 1 byte",
+            ));
+        }
+        return Ok(Record {
+            format: RECORD_FORMAT,
+            id: l.id,
+            spec,
+            meta: l.meta.clone(),
+            created_at: record::now(),
+            state: State::Running,
+            supervisor_pid: None,
+            reason: None,
+            runs: vec![RunRecord::new(1)],
+        });
+    }
+    let path = orders.pool.record_path(l.id);
+    let mut rec = Record::load(&path)?;
+    if rec.state.is_live() {
+        return Err(Error::new(
+            ErrorKind::State,
+            format!(
+                "task {} is {}; restart is refused while it is live",
+                l.id,
+                rec.state.as_str()
+            ),
+        ));
+    }
+    let next = rec.current().map(|r| r.run).unwrap_or(0) + 1;
+    rec.runs.push(RunRecord::new(next));
+    Ok(rec)
+}
+
+struct RunFiles {
+    stdout: File,
+    stderr: File,
+    chunks: File,
+    log: OutputLog,
+}
+
+fn make_run_dir(dir: &Path, undo: &mut Undo) -> Result<RunFiles> {
+    match std::fs::DirBuilder::new().mode(0o770).create(dir) {
+        Ok(()) => undo.run_dir = Some(dir.to_owned()),
+        // Left by a start that died half-way: its files are truncated below.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            undo.run_dir = Some(dir.to_owned())
+        }
+        Err(e) => return Err(Error::path(dir, e)),
+    }
+    let open = |name: &str| {
+        let p = dir.join(name);
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o660)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_TRUNC)
+            .open(&p)
+            .map_err(|e| Error::path(&p, e))
+    };
+    let files = RunFiles {
+        stdout: open("stdout")?,
+        stderr: open("stderr")?,
+        chunks: open("chunks")?,
+        log: OutputLog::open(dir)?,
+    };
+    Ok(files)
+}
+
+/// Bind under a temporary name, listen, set the mode, then rename into place: a socket that
+/// exists is always one that listens.
+fn listen(shared: bool, undo: &mut Undo) -> Result<OwnedFd> {
+    let _ = std::fs::remove_file(SOCK_TMP);
+    undo.socket = true;
+    let l = std::os::unix::net::UnixListener::bind(SOCK_TMP)
+        .map_err(|e| Error::io("binding the task's socket", e))?;
+    let mode = if shared { 0o660 } else { 0o600 };
+    std::fs::set_permissions(SOCK_TMP, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("setting the socket's mode", e))?;
+    l.set_nonblocking(true)
+        .map_err(|e| Error::io("the task's socket", e))?;
+    std::fs::rename(SOCK_TMP, SOCK).map_err(|e| Error::io("placing the task's socket", e))?;
+    Ok(OwnedFd::from(l))
+}
+
+/// An output pipe: the read end (the supervisor's) nonblocking, the write end (the task's) not.
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
+    set_nonblocking(&r)?;
+    Ok((r, w))
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
+    nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        .map(drop)
+        .map_err(|e| Error::io("fcntl", e.into()))
+}
+
+/// Block the signals the loop handles and read them from a signalfd instead. SIGPIPE is blocked
+/// too (writes to a closed pipe or socket return EPIPE). The child's mask is reset before exec
+/// ([`child::start`]).
+fn block_signals() -> Result<SignalFd> {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        set.add(s);
+    }
+    for s in set.iter() {
+        // An inherited SIG_IGN would discard the signal before the signalfd sees it (and an
+        // ignored SIGCHLD would reap children behind our back).
+        // SAFETY: SIG_DFL is a valid disposition; no handler is installed.
+        let _ = unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl) };
+    }
+    let mut blocked = set;
+    blocked.add(Signal::SIGPIPE);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None)
+        .map_err(|e| Error::io("blocking signals", e.into()))?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| Error::io("signalfd", e.into()))
+}
