@@ -11,8 +11,22 @@ fn help_lists_every_subcommand() {
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for cmd in [
-        "spawn", "ls", "info", "output", "kill", "pause", "resume", "send", "meta", "wait",
-        "restart", "terminate", "rm", "clean", "run", "completions",
+        "spawn",
+        "ls",
+        "info",
+        "output",
+        "kill",
+        "pause",
+        "resume",
+        "send",
+        "meta",
+        "wait",
+        "restart",
+        "terminate",
+        "rm",
+        "clean",
+        "run",
+        "completions",
     ] {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(cmd)),

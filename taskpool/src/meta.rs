@@ -86,14 +86,20 @@ mod tests {
         assert_eq!(parse_assignment("p=40").unwrap().1, json!(40));
         assert_eq!(parse_assignment("ok=true").unwrap().1, json!(true));
         assert_eq!(parse_assignment("o={\"a\":1}").unwrap().1, json!({"a":1}));
-        assert_eq!(parse_assignment("s=hello world").unwrap().1, json!("hello world"));
+        assert_eq!(
+            parse_assignment("s=hello world").unwrap().1,
+            json!("hello world")
+        );
         assert_eq!(parse_assignment("e=").unwrap().1, json!(""));
         assert!(parse_assignment("novalue").is_err());
     }
 
     #[test]
     fn merge_patch_follows_rfc7396() {
-        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}}).as_object().unwrap().clone();
+        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}})
+            .as_object()
+            .unwrap()
+            .clone();
         let p = json!({"a": null, "b": {"c": null, "e": 4}, "f": [1]});
         merge_patch(&mut t, p.as_object().unwrap());
         assert_eq!(Value::Object(t), json!({"b": {"d": 3, "e": 4}, "f": [1]}));

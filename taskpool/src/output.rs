@@ -28,7 +28,12 @@ pub const MAX_CHUNK: u32 = 0x7fff_ffff;
 /// Encode a chunk entry.
 pub fn chunk_entry(stream: Stream, len: u32) -> [u8; 4] {
     debug_assert!(len <= MAX_CHUNK && stream != Stream::Combined);
-    let v = len | if stream == Stream::Stderr { 0x8000_0000 } else { 0 };
+    let v = len
+        | if stream == Stream::Stderr {
+            0x8000_0000
+        } else {
+            0
+        };
     v.to_le_bytes()
 }
 
@@ -344,12 +349,18 @@ mod tests {
             ],
         );
         let log = OutputLog::open(&dir).unwrap();
-        assert_eq!(log.read(Stream::Combined, 0, 100).unwrap(), b"one\nERR\ntwo\n");
+        assert_eq!(
+            log.read(Stream::Combined, 0, 100).unwrap(),
+            b"one\nERR\ntwo\n"
+        );
         assert_eq!(log.read(Stream::Combined, 2, 5).unwrap(), b"e\nERR");
         assert_eq!(log.read(Stream::Stdout, 0, 100).unwrap(), b"one\ntwo\n");
         let mut c = log.seek(6).unwrap();
         let p = log.next_piece(&mut c, 100).unwrap().unwrap();
-        assert_eq!((p.stream, p.offset, p.combined, &p.data[..]), (Stream::Stderr, 2, 6, &b"R\n"[..]));
+        assert_eq!(
+            (p.stream, p.offset, p.combined, &p.data[..]),
+            (Stream::Stderr, 2, 6, &b"R\n"[..])
+        );
         let p = log.next_piece(&mut c, 100).unwrap().unwrap();
         assert_eq!((p.stream, p.offset, p.combined), (Stream::Stdout, 4, 8));
         assert!(log.next_piece(&mut c, 100).unwrap().is_none());

@@ -330,7 +330,8 @@ impl Pool {
     /// The log file of one stream of one run (the seed's `outputPath`); `combined` names the
     /// chunk order file.
     pub fn output_path(&self, id: u64, run: u32, stream: Stream) -> PathBuf {
-        self.run_dir(id, run).join(crate::output::stream_file(stream))
+        self.run_dir(id, run)
+            .join(crate::output::stream_file(stream))
     }
 
     /// Allocate a new task id and create its directory. Ids start at 1, are never reused (the
@@ -349,9 +350,14 @@ impl Pool {
             .map_err(|e| Error::path(&path, e))?;
         f.lock().map_err(|e| Error::path(&path, e))?;
         let mut s = String::new();
-        f.read_to_string(&mut s).map_err(|e| Error::path(&path, e))?;
+        f.read_to_string(&mut s)
+            .map_err(|e| Error::path(&path, e))?;
         let mut id: u64 = s.trim().parse().unwrap_or(1).max(1);
-        let mode = if self.inner.shared_gid.is_some() { 0o2770 } else { 0o700 };
+        let mode = if self.inner.shared_gid.is_some() {
+            0o2770
+        } else {
+            0o700
+        };
         loop {
             let dir = self.task_dir(id);
             match fs::DirBuilder::new().mode(mode).create(&dir) {
@@ -467,7 +473,10 @@ impl Pool {
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::NotFound,
-                    format!("no task with supervisor pid {pid} in pool {}", self.path().display()),
+                    format!(
+                        "no task with supervisor pid {pid} in pool {}",
+                        self.path().display()
+                    ),
                 )
             })
     }

@@ -284,12 +284,19 @@ pub fn read_response<R: BufRead>(
     if read_line(r, line)?.is_none() {
         return Ok(None);
     }
-    let resp: Response = serde_json::from_slice(line)
-        .map_err(|e| Error::new(ErrorKind::Protocol, format!("bad reply from supervisor: {e}")))?;
+    let resp: Response = serde_json::from_slice(line).map_err(|e| {
+        Error::new(
+            ErrorKind::Protocol,
+            format!("bad reply from supervisor: {e}"),
+        )
+    })?;
     data.clear();
     if let Response::Data { len, .. } = &resp {
         if *len > MAX_FRAME {
-            return Err(Error::new(ErrorKind::Protocol, "supervisor sent an oversized frame"));
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "supervisor sent an oversized frame",
+            ));
         }
         data.resize(*len as usize, 0);
         r.read_exact(data)
@@ -353,11 +360,17 @@ mod tests {
         encode_line(&Response::Ok, &mut wire);
         let mut r = std::io::BufReader::new(&wire[..]);
         let (mut line, mut data) = (Vec::new(), Vec::new());
-        let first = read_response(&mut r, &mut line, &mut data).unwrap().unwrap();
+        let first = read_response(&mut r, &mut line, &mut data)
+            .unwrap()
+            .unwrap();
         assert!(matches!(first, Response::Data { len: 3, .. }));
         assert_eq!(data, [0xff, b'\n', 0]);
-        let second = read_response(&mut r, &mut line, &mut data).unwrap().unwrap();
+        let second = read_response(&mut r, &mut line, &mut data)
+            .unwrap()
+            .unwrap();
         assert_eq!(second, Response::Ok);
-        assert!(read_response(&mut r, &mut line, &mut data).unwrap().is_none());
+        assert!(read_response(&mut r, &mut line, &mut data)
+            .unwrap()
+            .is_none());
     }
 }

@@ -293,7 +293,10 @@ impl Record {
         if rec.format > RECORD_FORMAT {
             return Err(Error::new(
                 ErrorKind::Protocol,
-                format!("record format {} is newer than this version understands", rec.format),
+                format!(
+                    "record format {} is newer than this version understands",
+                    rec.format
+                ),
             ));
         }
         Ok(rec)

@@ -9,8 +9,12 @@ use std::str::FromStr;
 pub fn parse_signal(s: &str) -> Result<Signal> {
     let t = s.trim();
     if let Ok(n) = t.parse::<i32>() {
-        return Signal::try_from(n)
-            .map_err(|_| Error::new(ErrorKind::InvalidInput, format!("unknown signal number {n}")));
+        return Signal::try_from(n).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("unknown signal number {n}"),
+            )
+        });
     }
     let upper = t.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
@@ -18,8 +22,12 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
     } else {
         format!("SIG{upper}")
     };
-    Signal::from_str(&name)
-        .map_err(|_| Error::new(ErrorKind::InvalidInput, format!("unknown signal name {s:?}")))
+    Signal::from_str(&name).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("unknown signal name {s:?}"),
+        )
+    })
 }
 
 /// The conventional name of a signal, e.g. `SIGTERM`.

@@ -286,7 +286,10 @@ impl Pool {
         if rec.state.is_live() {
             return Err(Error::new(
                 ErrorKind::State,
-                format!("task {id} is {}; restart is refused while it is live", rec.state.as_str()),
+                format!(
+                    "task {id} is {}; restart is refused while it is live",
+                    rec.state.as_str()
+                ),
             ));
         }
         let launch = Launch {
@@ -334,7 +337,8 @@ impl Pool {
         let _ = stdin.write_all(&line);
         drop(stdin);
         let mut reply = String::new();
-        let read = BufReader::new(child.stdout.take().expect("stdout was piped")).read_line(&mut reply);
+        let read =
+            BufReader::new(child.stdout.take().expect("stdout was piped")).read_line(&mut reply);
         let reply: Option<LaunchReply> = match read {
             Ok(_) => serde_json::from_str(reply.trim_end()).ok(),
             Err(_) => None,

@@ -102,7 +102,10 @@ impl Conn {
                 std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
                 _ => ErrorKind::Unreachable,
             };
-            Error::new(kind, format!("task {id}: cannot connect to its supervisor: {e}"))
+            Error::new(
+                kind,
+                format!("task {id}: cannot connect to its supervisor: {e}"),
+            )
         })?;
         stream
             .set_read_timeout(timeout)
@@ -146,7 +149,10 @@ impl Conn {
                 c.supervisor_pid = supervisor_pid;
             }
             Some(Response::Error { kind, message }) => {
-                return Err(Error::new(crate::error::kind_from_name(&kind), format!("task {id}: {message}")))
+                return Err(Error::new(
+                    crate::error::kind_from_name(&kind),
+                    format!("task {id}: {message}"),
+                ))
             }
             _ => {
                 return Err(Error::new(
@@ -447,11 +453,17 @@ impl Task {
             if left == Some(Duration::ZERO) {
                 return Ok(None);
             }
-            let connect_timeout = Some(left.map_or(self.pool.timeout(), |l| l.min(self.pool.timeout())));
+            let connect_timeout =
+                Some(left.map_or(self.pool.timeout(), |l| l.min(self.pool.timeout())));
             let mut c = match Conn::open(&self.pool, self.id, connect_timeout) {
                 Ok(c) => c,
                 Err(e) if e.kind() == ErrorKind::Unreachable => continue,
-                Err(e) if e.kind() == ErrorKind::Timeout && left.is_some_and(|l| l <= self.pool.timeout()) => return Ok(None),
+                Err(e)
+                    if e.kind() == ErrorKind::Timeout
+                        && left.is_some_and(|l| l <= self.pool.timeout()) =>
+                {
+                    return Ok(None)
+                }
                 Err(e) => return Err(e),
             };
             if c.send(&Request::Wait, &[]).is_err() {
@@ -520,14 +532,22 @@ impl Task {
             if !force {
                 return Err(Error::new(
                     ErrorKind::State,
-                    format!("task {} is {}; terminate it first or use --force", self.id, rec.state.as_str()),
+                    format!(
+                        "task {} is {}; terminate it first or use --force",
+                        self.id,
+                        rec.state.as_str()
+                    ),
                 ));
             }
             self.terminate_supervisor(None)?;
         }
         let dir = self.pool.task_dir(self.id);
         let lock_path = self.pool.lock_path(self.id);
-        if let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(&lock_path) {
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+        {
             if !lock::try_lock_ofd(&f)? {
                 return Err(Error::new(
                     ErrorKind::State,
@@ -535,7 +555,10 @@ impl Task {
                 ));
             }
             // Hold the lock while deleting; the file goes with the directory.
-            let tmp = self.pool.tasks_dir().join(format!(".rm-{}-{}", self.id, std::process::id()));
+            let tmp = self
+                .pool
+                .tasks_dir()
+                .join(format!(".rm-{}-{}", self.id, std::process::id()));
             std::fs::rename(&dir, &tmp).map_err(|e| Error::path(&dir, e))?;
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::path(&tmp, e))?;
             drop(f);

@@ -143,7 +143,10 @@ mod tests {
     #[test]
     fn non_utf8_round_trips_exactly() {
         let t = T {
-            argv: vec![OsString::from("echo"), OsString::from_vec(vec![0xff, b'a', 0])],
+            argv: vec![
+                OsString::from("echo"),
+                OsString::from_vec(vec![0xff, b'a', 0]),
+            ],
         };
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(json, r#"{"argv":["echo",{"base64":"/2EA"}]}"#);

@@ -6,12 +6,25 @@ use serde_json::json;
 #[test]
 fn spawn_prints_the_id_and_ls_shows_the_task() {
     let tp = TestPool::new();
-    let id = tp.spawn(["--name", "greeter", "--meta", "owner=ops", "-c", "echo hello"]);
+    let id = tp.spawn([
+        "--name",
+        "greeter",
+        "--meta",
+        "owner=ops",
+        "-c",
+        "echo hello",
+    ]);
     eq!(id, 1);
     tp.ok(["wait", "1"]);
     let table = tp.ok(["ls"]);
-    let row = table.lines().find(|l| l.trim_start().starts_with('1')).expect("a row for task 1");
-    assert!(row.contains("exited") && row.contains("success") && row.contains("greeter"), "row: {row}");
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with('1'))
+        .expect("a row for task 1");
+    assert!(
+        row.contains("exited") && row.contains("success") && row.contains("greeter"),
+        "row: {row}"
+    );
     let list: serde_json::Value = serde_json::from_str(&tp.ok(["ls", "--json"])).unwrap();
     eq!(list.as_array().unwrap().len(), 1);
     eq!(list[0]["name"], json!("greeter"));
@@ -26,8 +39,23 @@ fn info_has_every_documented_field() {
     let out = tp.ok(["spawn", "--json", "--", "sleep", "30"]);
     let info: serde_json::Value = serde_json::from_str(&out).unwrap();
     for key in [
-        "id", "name", "state", "status", "command", "cwd", "pid", "supervisor_pid", "created_at",
-        "started_at", "ended_at", "exit_code", "signal", "run", "meta", "lockfile", "streams",
+        "id",
+        "name",
+        "state",
+        "status",
+        "command",
+        "cwd",
+        "pid",
+        "supervisor_pid",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "exit_code",
+        "signal",
+        "run",
+        "meta",
+        "lockfile",
+        "streams",
     ] {
         assert!(info.get(key).is_some(), "info lacks {key}: {info}");
     }
@@ -36,10 +64,18 @@ fn info_has_every_documented_field() {
     eq!(info["command"], json!(["sleep", "30"]));
     eq!(info["run"], json!(1));
     let started = info["started_at"].as_str().unwrap();
-    assert!(chrono::DateTime::parse_from_rfc3339(started).is_ok(), "not RFC 3339: {started}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(started).is_ok(),
+        "not RFC 3339: {started}"
+    );
     // The task is its own process group.
     let pid = info["pid"].as_i64().unwrap() as i32;
-    eq!(nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).unwrap().as_raw(), pid);
+    eq!(
+        nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
+            .unwrap()
+            .as_raw(),
+        pid
+    );
 }
 
 #[test]
@@ -73,11 +109,21 @@ fn concurrent_spawns_get_unique_ids() {
 #[test]
 fn meta_from_inside_the_task_and_merge_patch() {
     let tp = TestPool::new();
-    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = tp
         .cmd()
         .env("PATH", &path)
-        .args(["spawn", "--meta", "keep=1", "-c", "taskpool meta progress=40 'note=half way' && taskpool meta keep=null"])
+        .args([
+            "spawn",
+            "--meta",
+            "keep=1",
+            "-c",
+            "taskpool meta progress=40 'note=half way' && taskpool meta keep=null",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -88,7 +134,10 @@ fn meta_from_inside_the_task_and_merge_patch() {
     // From outside, on an ended task: JSON values, and null deletes.
     tp.ok(["meta", &id, "flags={\"a\":true}", "progress=null"]);
     let info: serde_json::Value = serde_json::from_str(&tp.ok(["info", &id, "--json"])).unwrap();
-    eq!(info["meta"], json!({"note": "half way", "flags": {"a": true}}));
+    eq!(
+        info["meta"],
+        json!({"note": "half way", "flags": {"a": true}})
+    );
 }
 
 #[test]
@@ -101,7 +150,11 @@ fn ls_filters_by_meta_state_status_and_where() {
         let mut all = vec!["ls", "--json"];
         all.extend_from_slice(args);
         let v: serde_json::Value = serde_json::from_str(&tp.ok(all)).unwrap();
-        v.as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_u64().unwrap())
+            .collect()
     };
     eq!(ids(&["--meta", "team=red"]), vec![a]);
     eq!(ids(&["--live"]), vec![a]);
@@ -110,7 +163,12 @@ fn ls_filters_by_meta_state_status_and_where() {
     eq!(ids(&["--where", r#"{"meta":{"team":"blue"}}"#]), vec![b]);
     eq!(ids(&["--meta", "team=green"]), Vec::<u64>::new());
     // `search` is an alias of `ls`.
-    eq!(tp.ok(["search", "--json", "--live"]).matches("\"id\"").count(), 1);
+    eq!(
+        tp.ok(["search", "--json", "--live"])
+            .matches("\"id\"")
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -120,8 +178,19 @@ fn wait_passes_statuses_through() {
     let three = tp.spawn(["-c", "exit 3"]);
     let five = tp.spawn(["-c", "exit 5"]);
     eq!(code(&tp.run(["wait", &ok.to_string()])), 0);
-    eq!(code(&tp.run(["wait", &ok.to_string(), &three.to_string(), &five.to_string()])), 3);
-    eq!(code(&tp.run(["wait", &five.to_string(), &three.to_string()])), 5);
+    eq!(
+        code(&tp.run([
+            "wait",
+            &ok.to_string(),
+            &three.to_string(),
+            &five.to_string()
+        ])),
+        3
+    );
+    eq!(
+        code(&tp.run(["wait", &five.to_string(), &three.to_string()])),
+        5
+    );
     let killed = tp.spawn(["--", "sleep", "30"]);
     tp.ok(["kill", &killed.to_string(), "-s", "KILL"]);
     eq!(code(&tp.run(["wait", &killed.to_string()])), 128 + 9);
@@ -129,7 +198,10 @@ fn wait_passes_statuses_through() {
     eq!(code(&missing), 125);
     assert!(stderr(&missing).contains("999"), "{}", stderr(&missing));
     let slow = tp.spawn(["--", "sleep", "30"]);
-    eq!(code(&tp.run(["wait", &slow.to_string(), "--timeout", "200ms"])), 124);
+    eq!(
+        code(&tp.run(["wait", &slow.to_string(), "--timeout", "200ms"])),
+        124
+    );
 }
 
 #[test]
@@ -142,7 +214,11 @@ fn restart_makes_a_new_run_and_keeps_the_old_output() {
         tp.run(["restart", &live])
     };
     eq!(code(&refused), 1);
-    assert!(stderr(&refused).contains("live") || stderr(&refused).contains("running"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("live") || stderr(&refused).contains("running"),
+        "{}",
+        stderr(&refused)
+    );
     eq!(tp.ok(["restart", &id]).trim(), id.as_str());
     tp.ok(["wait", &id]);
     let info = tp.info(id.parse().unwrap());
@@ -161,11 +237,17 @@ fn rm_refuses_live_tasks_without_force_and_clean_keeps_live_ones() {
     eq!(code(&refused), 1);
     assert!(stderr(&refused).contains(&live), "{}", stderr(&refused));
     let cleaned = tp.ok(["clean"]);
-    eq!(cleaned.split_whitespace().collect::<Vec<_>>(), vec![done.as_str()]);
+    eq!(
+        cleaned.split_whitespace().collect::<Vec<_>>(),
+        vec![done.as_str()]
+    );
     assert!(!tp.dir.join("tasks").join(&done).exists());
     let pid = tp.info(live.parse().unwrap())["pid"].as_i64().unwrap() as i32;
     tp.ok(["rm", "--force", &live]);
-    assert!(wait_gone(pid, std::time::Duration::from_secs(10)), "task process {pid} survived rm --force");
+    assert!(
+        wait_gone(pid, std::time::Duration::from_secs(10)),
+        "task process {pid} survived rm --force"
+    );
     eq!(tp.ok(["ls", "--json"]).trim(), "[]");
 }
 
@@ -173,7 +255,11 @@ fn rm_refuses_live_tasks_without_force_and_clean_keeps_live_ones() {
 fn completions_are_generated() {
     let tp = TestPool::new();
     let out = tp.ok(["completions", "bash"]);
-    assert!(out.contains("taskpool") && out.contains("spawn"), "{}", &out[..out.len().min(200)]);
+    assert!(
+        out.contains("taskpool") && out.contains("spawn"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
 }
 
 #[test]
@@ -184,7 +270,11 @@ fn bad_input_gets_one_line_errors_and_exit_codes() {
         (&["kill", "42"], 1, "42"),
         (&["spawn", "--buffer", "lots", "--", "true"], 2, "lots"),
         (&["spawn", "--meta-json", "[1]", "--", "true"], 2, "object"),
-        (&["spawn", "--cwd", "/no/such/dir", "--", "true"], 1, "/no/such/dir"),
+        (
+            &["spawn", "--cwd", "/no/such/dir", "--", "true"],
+            1,
+            "/no/such/dir",
+        ),
         (&["spawn", "--", "/no/such/program"], 1, "/no/such/program"),
         (&["bogus-command"], 2, "bogus-command"),
     ];
@@ -192,7 +282,10 @@ fn bad_input_gets_one_line_errors_and_exit_codes() {
         let out = tp.run(*args);
         eq!((args, code(&out)), (args, *want));
         let err = stderr(&out);
-        assert!(err.contains(names), "{args:?}: stderr does not name {names:?}: {err}");
+        assert!(
+            err.contains(names),
+            "{args:?}: stderr does not name {names:?}: {err}"
+        );
         if *want == 1 {
             eq!((args, err.trim_end().lines().count()), (args, 1));
         }

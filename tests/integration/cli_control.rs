@@ -26,7 +26,14 @@ fn pause_and_resume_change_the_state() {
     eq!(tp.info(id.parse().unwrap())["state"], json!("paused"));
     let pid = tp.info(id.parse().unwrap())["pid"].as_i64().unwrap();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let st = stat.rsplit(')').next().unwrap().trim_start().chars().next().unwrap();
+    let st = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .trim_start()
+        .chars()
+        .next()
+        .unwrap();
     eq!(st, 'T');
     tp.ok(["resume", &id]);
     eq!(tp.info(id.parse().unwrap())["state"], json!("running"));
@@ -58,9 +65,16 @@ fn terminate_escalates_to_kill_within_the_grace() {
         .spawn(["--", helper().to_str().unwrap(), "ignore-term"])
         .to_string();
     // Wait for the task to have set up its signal handling.
-    let mut f = tp.cmd().args(["output", &id, "--follow"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut f = tp
+        .cmd()
+        .args(["output", &id, "--follow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
-    BufReader::new(f.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(f.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     eq!(line, "ready\n");
     let t0 = std::time::Instant::now();
     tp.ok(["terminate", &id, "--grace", "300ms"]);
@@ -69,7 +83,10 @@ fn terminate_escalates_to_kill_within_the_grace() {
     eq!(info["state"], json!("exited"));
     eq!(info["signal"], json!("SIGKILL"));
     assert!(f.wait().unwrap().success());
-    assert!(!tp.dir.join(format!("tasks/{id}/sock")).exists(), "socket left behind");
+    assert!(
+        !tp.dir.join(format!("tasks/{id}/sock")).exists(),
+        "socket left behind"
+    );
 }
 
 #[test]
@@ -124,13 +141,18 @@ fn background_task_ends_with_its_callers_process_group() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(leader.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(leader.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let id = line.trim().to_owned();
     eq!(tp.info(id.parse().unwrap())["state"], json!("running"));
     drop(leader.stdin.take()); // the leader reads EOF and exits
     leader.wait().unwrap();
     eq!(code(&tp.run(["wait", &id])), 128 + 2);
-    eq!(tp.info(id.parse().unwrap())["behavior"], json!("background"));
+    eq!(
+        tp.info(id.parse().unwrap())["behavior"],
+        json!("background")
+    );
 }
 
 #[test]

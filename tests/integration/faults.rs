@@ -21,14 +21,23 @@ fn lockfile_contention_lets_exactly_one_run_and_names_the_holder() {
     });
     let winners: Vec<_> = outs.iter().filter(|o| o.status.success()).collect();
     eq!(winners.len(), 1);
-    let id: u64 = String::from_utf8_lossy(&winners[0].stdout).trim().parse().unwrap();
+    let id: u64 = String::from_utf8_lossy(&winners[0].stdout)
+        .trim()
+        .parse()
+        .unwrap();
     let holder = tp.info(id)["supervisor_pid"].as_i64().unwrap();
     for o in outs.iter().filter(|o| !o.status.success()) {
         eq!(code(o), 1);
         let err = stderr(o);
-        assert!(err.contains(&format!("pid {holder}")), "loser does not name holder {holder}: {err}");
+        assert!(
+            err.contains(&format!("pid {holder}")),
+            "loser does not name holder {holder}: {err}"
+        );
     }
-    eq!(std::fs::read_to_string(lock).unwrap().trim(), holder.to_string());
+    eq!(
+        std::fs::read_to_string(lock).unwrap().trim(),
+        holder.to_string()
+    );
     // Only the winner has a record; the losers left nothing behind.
     eq!(std::fs::read_dir(tp.dir.join("tasks")).unwrap().count(), 1);
     // The lock is released when the run ends.
@@ -41,17 +50,29 @@ fn supervisor_killed_leaves_no_task_running_and_shows_lost() {
     let tp = TestPool::new();
     let id = tp.spawn(["--", "sleep", "60"]);
     let info = tp.info(id);
-    let (spid, pid) = (info["supervisor_pid"].as_i64().unwrap() as i32, info["pid"].as_i64().unwrap() as i32);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(spid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let (spid, pid) = (
+        info["supervisor_pid"].as_i64().unwrap() as i32,
+        info["pid"].as_i64().unwrap() as i32,
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(spid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     assert!(wait_gone(spid, Duration::from_secs(10)));
-    assert!(wait_gone(pid, Duration::from_secs(10)), "main process {pid} survived its supervisor");
+    assert!(
+        wait_gone(pid, Duration::from_secs(10)),
+        "main process {pid} survived its supervisor"
+    );
     let info = tp.info(id);
     eq!(info["state"], json!("lost"));
     eq!(info["status"], json!("lost"));
     eq!(code(&tp.run(["wait", &id.to_string()])), 125);
     // The record on disk says so too.
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(tp.dir.join(format!("tasks/{id}/record.json"))).unwrap()).unwrap();
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tp.dir.join(format!("tasks/{id}/record.json"))).unwrap(),
+    )
+    .unwrap();
     eq!(rec["state"], json!("lost"));
 }
 
@@ -63,7 +84,8 @@ fn a_reused_pid_is_never_reported_live() {
     // Forge what a crash would leave: a live-looking record whose supervisor pid now belongs to
     // another process (this test process), with the lock free.
     let path = tp.dir.join(format!("tasks/{id}/record.json"));
-    let mut rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     rec["state"] = json!("running");
     rec["supervisor_pid"] = json!(std::process::id());
     std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
@@ -76,7 +98,11 @@ fn a_reused_pid_is_never_reported_live() {
 fn caller_killed_during_and_right_after_spawn_leaves_no_orphan() {
     let tp = TestPool::new();
     for delay_ms in [0u64, 1, 3, 10, 30] {
-        let mut child = tp.cmd().args(["spawn", "--", "sleep", "60"]).spawn().unwrap();
+        let mut child = tp
+            .cmd()
+            .args(["spawn", "--", "sleep", "60"])
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms)); // fault injection, not synchronisation
         let _ = child.kill();
         let _ = child.wait();
@@ -85,9 +111,15 @@ fn caller_killed_during_and_right_after_spawn_leaves_no_orphan() {
     for info in tp.pool.list().unwrap() {
         if info.is_live() {
             let spid = info.supervisor_pid.unwrap();
-            assert!(alive(spid), "task {} is live but supervisor {spid} is gone", info.id);
+            assert!(
+                alive(spid),
+                "task {} is live but supervisor {spid} is gone",
+                info.id
+            );
             let t = tp.pool.task(info.id).unwrap();
-            let ended = t.terminate_supervisor(Some(Duration::from_millis(100))).unwrap();
+            let ended = t
+                .terminate_supervisor(Some(Duration::from_millis(100)))
+                .unwrap();
             assert!(!ended.is_live());
             assert!(wait_gone(info.pid.unwrap(), Duration::from_secs(10)));
         }
@@ -95,11 +127,16 @@ fn caller_killed_during_and_right_after_spawn_leaves_no_orphan() {
     // No supervisor of this pool is left running.
     let pool = tp.dir.to_str().unwrap().to_owned();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if text.contains("taskpool-supervisor") && text.contains(&pool) {
             let pid: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
-            assert!(wait_gone(pid, Duration::from_secs(5)), "orphaned supervisor {pid}: {text}");
+            assert!(
+                wait_gone(pid, Duration::from_secs(5)),
+                "orphaned supervisor {pid}: {text}"
+            );
         }
     }
 }
@@ -132,8 +169,12 @@ fn malformed_unknown_and_oversized_requests_get_errors_and_the_supervisor_carrie
     eq!(reply(&mut r)["type"], json!("error"));
     w.write_all(b"{\"type\":\"no_such_request\"}\n").unwrap();
     let e = reply(&mut r);
-    eq!((e["type"].clone(), e["kind"].clone()), (json!("error"), json!("invalid_input")));
-    w.write_all(b"{\"type\":\"signal\",\"signal\":\"NOPE\"}\n").unwrap();
+    eq!(
+        (e["type"].clone(), e["kind"].clone()),
+        (json!("error"), json!("invalid_input"))
+    );
+    w.write_all(b"{\"type\":\"signal\",\"signal\":\"NOPE\"}\n")
+        .unwrap();
     eq!(reply(&mut r)["type"], json!("error"));
     w.write_all(b"{\"type\":\"info\"}\n").unwrap();
     eq!(reply(&mut r)["info"]["id"], json!(id));
@@ -150,7 +191,8 @@ fn malformed_unknown_and_oversized_requests_get_errors_and_the_supervisor_carrie
     // A client that sends and disconnects mid-reply.
     {
         let (_r2, mut w2) = raw_conn(&tp, id);
-        w2.write_all(b"{\"type\":\"follow\"}\n{\"type\":\"info\"}\n").unwrap();
+        w2.write_all(b"{\"type\":\"follow\"}\n{\"type\":\"info\"}\n")
+            .unwrap();
     }
     let (mut r3, mut w3) = raw_conn(&tp, id);
     w3.write_all(b"{\"type\":\"info\"}\n").unwrap();
@@ -188,14 +230,28 @@ fn a_pool_path_longer_than_a_socket_path_works() {
 fn a_client_that_never_reads_does_not_block_the_task() {
     let tp = TestPool::new();
     let id = tp
-        .spawn(["--", helper().to_str().unwrap(), "write", "20000000", "65536"])
+        .spawn([
+            "--",
+            helper().to_str().unwrap(),
+            "write",
+            "20000000",
+            "65536",
+        ])
         .to_string();
     // Subscribe, then never read.
     let (_r, mut w) = raw_conn(&tp, id.parse().unwrap());
     w.write_all(b"{\"type\":\"follow\"}\n").unwrap();
     eq!(code(&tp.run(["wait", &id])), 0);
     let mut all = Vec::new();
-    tp.cmd().args(["output", &id, "--stdout"]).stdout(std::process::Stdio::piped()).spawn().unwrap()
-        .stdout.take().unwrap().read_to_end(&mut all).unwrap();
+    tp.cmd()
+        .args(["output", &id, "--stdout"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut all)
+        .unwrap();
     eq!(all.len(), 20_000_000);
 }

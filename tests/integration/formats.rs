@@ -10,16 +10,28 @@ use taskpool::record::Record;
 use taskpool::{State, Status};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 #[test]
 fn record_format_1_still_loads() {
     let rec = Record::load(&fixture("record-v1.json")).unwrap();
-    eq!((rec.id, rec.state, rec.status()), (7, State::Exited, Some(Status::Failure)));
+    eq!(
+        (rec.id, rec.state, rec.status()),
+        (7, State::Exited, Some(Status::Failure))
+    );
     let info = Info::from_record(&rec);
     eq!(info.exit_code, Some(3));
-    eq!(info.command, vec!["/bin/sh".into(), "-c".into(), std::ffi::OsString::from("echo hello; exit 3")]);
+    eq!(
+        info.command,
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            std::ffi::OsString::from("echo hello; exit 3")
+        ]
+    );
     use std::os::unix::ffi::OsStrExt;
     eq!(rec.spec.env[2].1.as_bytes(), &b"\xffa"[..]);
     eq!(info.duration, Some(1.375));
@@ -48,7 +60,8 @@ fn protocol_version_1_transcript_still_parses() {
 #[test]
 fn info_matches_the_shipped_schema() {
     let schema: Value =
-        serde_json::from_slice(&std::fs::read(fixture("../../docs/info.schema.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(fixture("../../docs/info.schema.json")).unwrap())
+            .unwrap();
     let tp = TestPool::new();
     let id = tp.spawn(["--", "sleep", "30"]);
     let live = tp.info(id);
@@ -57,14 +70,24 @@ fn info_matches_the_shipped_schema() {
     let ended = tp.info(id);
     for info in [&live, &ended] {
         for key in schema["required"].as_array().unwrap() {
-            assert!(info.get(key.as_str().unwrap()).is_some(), "info lacks required {key}: {info}");
+            assert!(
+                info.get(key.as_str().unwrap()).is_some(),
+                "info lacks required {key}: {info}"
+            );
         }
         for key in info.as_object().unwrap().keys() {
-            assert!(schema["properties"].get(key).is_some(), "info field {key} is not in the schema");
+            assert!(
+                schema["properties"].get(key).is_some(),
+                "info field {key} is not in the schema"
+            );
         }
         for field in ["state", "status", "behavior"] {
             let allowed = schema["properties"][field]["enum"].as_array().unwrap();
-            assert!(allowed.contains(&info[field]), "{field} {} not in {allowed:?}", info[field]);
+            assert!(
+                allowed.contains(&info[field]),
+                "{field} {} not in {allowed:?}",
+                info[field]
+            );
         }
     }
 }

@@ -12,27 +12,59 @@ fn spawn_wait_read_and_search() {
     let tp = TestPool::new();
     let t = tp
         .pool
-        .spawn(&SpawnOptions::shell("echo hello; echo oops >&2").name("g").meta_value("k", json!(1)))
+        .spawn(
+            &SpawnOptions::shell("echo hello; echo oops >&2")
+                .name("g")
+                .meta_value("k", json!(1)),
+        )
         .unwrap();
     let info = t.wait().unwrap();
-    eq!((info.state, info.status, info.exit_code), (State::Exited, Some(Status::Success), Some(0)));
+    eq!(
+        (info.state, info.status, info.exit_code),
+        (State::Exited, Some(Status::Success), Some(0))
+    );
     eq!(t.read_all(Stream::Stdout).unwrap(), b"hello\n".to_vec());
     eq!(t.read_all(Stream::Stderr).unwrap(), b"oops\n".to_vec());
     let other = tp.pool.spawn(&SpawnOptions::exec(["sleep", "30"])).unwrap();
-    eq!(tp.pool.search(&json!({"meta": {"k": 1}})).unwrap().iter().map(|i| i.id).collect::<Vec<_>>(), vec![t.id()]);
-    eq!(tp.pool.search_with(|i| i.is_live()).unwrap().iter().map(|i| i.id).collect::<Vec<_>>(), vec![other.id()]);
+    eq!(
+        tp.pool
+            .search(&json!({"meta": {"k": 1}}))
+            .unwrap()
+            .iter()
+            .map(|i| i.id)
+            .collect::<Vec<_>>(),
+        vec![t.id()]
+    );
+    eq!(
+        tp.pool
+            .search_with(|i| i.is_live())
+            .unwrap()
+            .iter()
+            .map(|i| i.id)
+            .collect::<Vec<_>>(),
+        vec![other.id()]
+    );
     let spid = other.info().unwrap().supervisor_pid.unwrap();
     eq!(tp.pool.task_by_pid(spid).unwrap().id(), other.id());
-    eq!(tp.pool.task_by_pid(1).unwrap_err().kind(), ErrorKind::NotFound);
+    eq!(
+        tp.pool.task_by_pid(1).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }
 
 #[test]
 fn spawn_errors_carry_the_real_reason_and_leave_nothing() {
     let tp = TestPool::new();
-    let e = tp.pool.spawn(&SpawnOptions::exec(["/no/such/prog"])).unwrap_err();
+    let e = tp
+        .pool
+        .spawn(&SpawnOptions::exec(["/no/such/prog"]))
+        .unwrap_err();
     eq!(e.kind(), ErrorKind::ProgramNotFound);
     assert!(e.to_string().contains("/no/such/prog"), "{e}");
-    let e = tp.pool.spawn(&SpawnOptions::exec(["true"]).cwd("/no/such/dir")).unwrap_err();
+    let e = tp
+        .pool
+        .spawn(&SpawnOptions::exec(["true"]).cwd("/no/such/dir"))
+        .unwrap_err();
     eq!(e.kind(), ErrorKind::NotFound);
     assert!(e.to_string().contains("/no/such/dir"), "{e}");
     eq!(std::fs::read_dir(tp.dir.join("tasks")).unwrap().count(), 0);
@@ -47,7 +79,12 @@ fn spawn_errors_carry_the_real_reason_and_leave_nothing() {
 #[test]
 fn follow_yields_output_then_end() {
     let tp = TestPool::new();
-    let t = tp.pool.spawn(&SpawnOptions::shell("echo a; sleep 0.05; echo b >&2; sleep 0.05; echo c")).unwrap();
+    let t = tp
+        .pool
+        .spawn(&SpawnOptions::shell(
+            "echo a; sleep 0.05; echo b >&2; sleep 0.05; echo c",
+        ))
+        .unwrap();
     let mut text = Vec::new();
     let mut streams = Vec::new();
     let mut end = None;
@@ -62,7 +99,10 @@ fn follow_yields_output_then_end() {
         }
     }
     eq!(String::from_utf8(text).unwrap(), "a\nb\nc\n");
-    eq!(streams, vec![Stream::Stdout, Stream::Stderr, Stream::Stdout]);
+    eq!(
+        streams,
+        vec![Stream::Stdout, Stream::Stderr, Stream::Stdout]
+    );
     eq!(end.unwrap().status, Some(Status::Success));
     // Following an ended task replays its files.
     let replay: Vec<_> = t.follow(2).unwrap().map(Result::unwrap).collect();
@@ -85,11 +125,24 @@ fn stdin_meta_and_consuming_reads() {
             }
         }
     }
-    let first = t.read(&ReadOptions { count: Some(4), peek: false, ..ReadOptions::new(Stream::Stdout) }).unwrap();
+    let first = t
+        .read(&ReadOptions {
+            count: Some(4),
+            peek: false,
+            ..ReadOptions::new(Stream::Stdout)
+        })
+        .unwrap();
     eq!((first.offset, first.data), (0, b"one\n".to_vec()));
-    let second = t.read(&ReadOptions { peek: false, ..ReadOptions::new(Stream::Stdout) }).unwrap();
+    let second = t
+        .read(&ReadOptions {
+            peek: false,
+            ..ReadOptions::new(Stream::Stdout)
+        })
+        .unwrap();
     eq!((second.offset, second.data), (4, b"two\n".to_vec()));
-    let info = t.apply_meta(json!({"progress": 50}).as_object().unwrap()).unwrap();
+    let info = t
+        .apply_meta(json!({"progress": 50}).as_object().unwrap())
+        .unwrap();
     eq!(info.meta.get("progress"), Some(&json!(50)));
     t.close_stdin().unwrap();
     eq!(t.wait().unwrap().exit_code, Some(0));
@@ -110,5 +163,8 @@ fn pool_open_rules() {
     eq!(e.kind(), ErrorKind::PermissionDenied);
     assert!(e.to_string().contains("writable by others"), "{e}");
     let made = Pool::open_or_create(tp.dir.join("new/nested"), Default::default()).unwrap();
-    eq!(std::fs::metadata(made.path()).unwrap().permissions().mode() & 0o7777, 0o700);
+    eq!(
+        std::fs::metadata(made.path()).unwrap().permissions().mode() & 0o7777,
+        0o700
+    );
 }

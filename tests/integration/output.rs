@@ -20,8 +20,14 @@ fn streams_combined_view_tail_and_offsets() {
     let combined = tp.ok(["output", &id]);
     eq!(combined.len(), 36);
     eq!(combined.lines().filter(|l| l.starts_with("out")).count(), 3);
-    eq!(tp.ok(["output", &id, "--stdout", "--tail", "2"]), "out 1\nout 2\n");
-    eq!(tp.ok(["output", &id, "--stdout", "--from", "6"]), "out 1\nout 2\n");
+    eq!(
+        tp.ok(["output", &id, "--stdout", "--tail", "2"]),
+        "out 1\nout 2\n"
+    );
+    eq!(
+        tp.ok(["output", &id, "--stdout", "--from", "6"]),
+        "out 1\nout 2\n"
+    );
     let info = tp.info(id.parse().unwrap());
     eq!(info["streams"]["stdout"]["end"], json!(18));
     eq!(info["streams"]["stderr"]["end"], json!(18));
@@ -32,7 +38,13 @@ fn streams_combined_view_tail_and_offsets() {
 fn merge_stderr_keeps_exact_order() {
     let tp = TestPool::new();
     let id = tp
-        .spawn(["--merge-stderr", "--", helper().to_str().unwrap(), "interleave", "50"])
+        .spawn([
+            "--merge-stderr",
+            "--",
+            helper().to_str().unwrap(),
+            "interleave",
+            "50",
+        ])
         .to_string();
     tp.ok(["wait", &id]);
     let want: String = (0..50).map(|i| format!("out {i}\nerr {i}\n")).collect();
@@ -44,11 +56,19 @@ fn merge_stderr_keeps_exact_order() {
 fn non_utf8_output_and_arguments_round_trip_exactly() {
     let tp = TestPool::new();
     let id = tp
-        .spawn(["--", helper().to_str().unwrap(), "bytes", "ff00fe0a1b5b33316d"])
+        .spawn([
+            "--",
+            helper().to_str().unwrap(),
+            "bytes",
+            "ff00fe0a1b5b33316d",
+        ])
         .to_string();
     tp.ok(["wait", &id]);
     let out = tp.run(["output", &id]);
-    eq!(out.stdout, vec![0xff, 0x00, 0xfe, 0x0a, 0x1b, b'[', b'3', b'1', b'm']);
+    eq!(
+        out.stdout,
+        vec![0xff, 0x00, 0xfe, 0x0a, 0x1b, b'[', b'3', b'1', b'm']
+    );
     // A non-UTF-8 argument reaches the program unchanged and shows in info losslessly.
     use std::os::unix::ffi::OsStrExt;
     let arg = std::ffi::OsStr::from_bytes(b"caf\xe9");
@@ -73,11 +93,17 @@ fn non_utf8_output_and_arguments_round_trip_exactly() {
 fn follow_streams_until_the_end() {
     let tp = TestPool::new();
     let id = tp
-        .spawn(["-c", "for i in 1 2 3; do echo line $i; sleep 0.05; done; echo bye >&2"])
+        .spawn([
+            "-c",
+            "for i in 1 2 3; do echo line $i; sleep 0.05; done; echo bye >&2",
+        ])
         .to_string();
     let out = tp.run(["output", &id, "--follow"]);
     eq!(code(&out), 0);
-    eq!(String::from_utf8_lossy(&out.stdout), "line 1\nline 2\nline 3\nbye\n");
+    eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line 1\nline 2\nline 3\nbye\n"
+    );
     // JSON lines mode ends with an end event carrying the final info.
     let out = tp.ok(["output", &id, "--follow", "--json"]);
     let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
@@ -102,17 +128,32 @@ fn far_more_output_than_the_buffer_is_all_on_disk_and_memory_stays_bounded() {
             "65536",
         ])
         .to_string();
-    let spid = tp.info(id.parse().unwrap())["supervisor_pid"].as_i64().unwrap();
+    let spid = tp.info(id.parse().unwrap())["supervisor_pid"]
+        .as_i64()
+        .unwrap();
     // Follow live while it writes: every byte arrives, in order.
-    let mut f = tp.cmd().args(["output", &id, "--follow"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut f = tp
+        .cmd()
+        .args(["output", &id, "--follow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut got = Vec::new();
     f.stdout.take().unwrap().read_to_end(&mut got).unwrap();
     assert!(f.wait().unwrap().success());
     eq!(got.len() as u64, total);
-    assert!(got.iter().enumerate().all(|(i, b)| *b == b'a' + (i % 26) as u8), "followed bytes out of order");
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, b)| *b == b'a' + (i % 26) as u8),
+        "followed bytes out of order"
+    );
     let file = std::fs::read(tp.dir.join(format!("tasks/{id}/run-1/stdout"))).unwrap();
     eq!(file.len() as u64, total);
-    eq!(tp.info(id.parse().unwrap())["streams"]["stdout"]["end"], json!(total));
+    eq!(
+        tp.info(id.parse().unwrap())["streams"]["stdout"]["end"],
+        json!(total)
+    );
     // The supervisor lingers: its peak memory is far below the output size.
     let status = std::fs::read_to_string(format!("/proc/{spid}/status")).unwrap();
     let hwm_kib: u64 = status
@@ -121,29 +162,54 @@ fn far_more_output_than_the_buffer_is_all_on_disk_and_memory_stays_bounded() {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert!(hwm_kib < 16 * 1024, "supervisor peak RSS {hwm_kib} KiB for 32 MiB of output");
+    assert!(
+        hwm_kib < 16 * 1024,
+        "supervisor peak RSS {hwm_kib} KiB for 32 MiB of output"
+    );
 }
 
 #[test]
 fn log_cap_drops_the_oldest_bytes_and_says_how_many() {
     let tp = TestPool::new();
     let id = tp
-        .spawn(["--log-max", "64K", "--buffer", "16K", "--", helper().to_str().unwrap(), "write", "1048576", "4096"])
+        .spawn([
+            "--log-max",
+            "64K",
+            "--buffer",
+            "16K",
+            "--",
+            helper().to_str().unwrap(),
+            "write",
+            "1048576",
+            "4096",
+        ])
         .to_string();
     tp.ok(["wait", &id]);
     let info = tp.info(id.parse().unwrap());
     let s = &info["streams"]["stdout"];
     eq!(s["end"], json!(1048576));
     let start = s["start"].as_u64().unwrap();
-    assert!(start >= 1048576 - 128 * 1024, "start {start}: too much kept");
+    assert!(
+        start >= 1048576 - 128 * 1024,
+        "start {start}: too much kept"
+    );
     eq!(s["dropped"].as_u64().unwrap(), start);
     // What is kept reads back exactly, at its absolute offsets.
-    let tail = tp.run(["output", &id, "--stdout", "--from", &start.to_string()]).stdout;
+    let tail = tp
+        .run(["output", &id, "--stdout", "--from", &start.to_string()])
+        .stdout;
     eq!(tail.len() as u64, 1048576 - start);
-    assert!(tail.iter().enumerate().all(|(i, b)| *b == b'a' + ((start + i as u64) % 26) as u8));
+    assert!(tail
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == b'a' + ((start + i as u64) % 26) as u8));
     let disk = std::fs::metadata(tp.dir.join(format!("tasks/{id}/run-1/stdout"))).unwrap();
     use std::os::unix::fs::MetadataExt;
-    assert!(disk.blocks() * 512 <= 256 * 1024, "log file still uses {} bytes", disk.blocks() * 512);
+    assert!(
+        disk.blocks() * 512 <= 256 * 1024,
+        "log file still uses {} bytes",
+        disk.blocks() * 512
+    );
 }
 
 #[test]
@@ -154,9 +220,16 @@ fn a_grandchild_holding_stdout_does_not_keep_wait_hanging() {
         .to_string();
     let t0 = Instant::now();
     eq!(code(&tp.run(["wait", &id])), 0);
-    assert!(t0.elapsed() < Duration::from_secs(20), "wait took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "wait took {:?}",
+        t0.elapsed()
+    );
     let out = tp.ok(["output", &id]);
     let gpid: i32 = out.trim().strip_prefix("done ").unwrap().parse().unwrap();
     // The straggler in the task's process group is ended with the task.
-    assert!(wait_gone(gpid, Duration::from_secs(10)), "grandchild {gpid} outlived its task");
+    assert!(
+        wait_gone(gpid, Duration::from_secs(10)),
+        "grandchild {gpid} outlived its task"
+    );
 }

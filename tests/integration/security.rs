@@ -40,7 +40,10 @@ fn another_user_is_refused() {
     };
     // The directory keeps them out.
     let out = as_nobody(&["connect", sock.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("connect failed"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("connect failed"),
+        "{out:?}"
+    );
     // Even with the directory and socket opened up, the supervisor checks the peer's credentials.
     std::fs::set_permissions(&tp.dir, std::fs::Permissions::from_mode(0o711)).unwrap();
     std::fs::set_permissions(tp.dir.join("tasks"), std::fs::Permissions::from_mode(0o711)).unwrap();
@@ -48,7 +51,10 @@ fn another_user_is_refused() {
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = as_nobody(&["connect", sock.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("permission_denied"), "supervisor answered another user: {text}");
+    assert!(
+        text.contains("permission_denied"),
+        "supervisor answered another user: {text}"
+    );
     assert!(!text.contains("\"info\""), "supervisor leaked info: {text}");
     // The CLI refuses a pool owned by someone else.
     let out = std::process::Command::new(bin("taskpool"))

@@ -16,7 +16,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/integration-HASH
-    exe.parent().and_then(Path::parent).expect("target dir").to_owned()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned()
 }
 
 /// Path of a built workspace binary; fails the test clearly if it was not built.
@@ -108,7 +111,9 @@ impl TestPool {
         let mut all: Vec<std::ffi::OsString> = vec!["spawn".into()];
         all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         let out = self.ok(&all);
-        out.trim().parse().unwrap_or_else(|_| panic!("spawn printed {out:?}"))
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("spawn printed {out:?}"))
     }
 
     /// `taskpool info ID --json` parsed.
@@ -169,7 +174,12 @@ pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
 /// True while a process with this pid exists (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
