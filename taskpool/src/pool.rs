@@ -361,7 +361,14 @@ impl Pool {
         loop {
             let dir = self.task_dir(id);
             match fs::DirBuilder::new().mode(mode).create(&dir) {
-                Ok(()) => break,
+                Ok(()) => {
+                    // The umask may have taken the group bits of a shared pool.
+                    if self.inner.shared_gid.is_some() {
+                        fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                            .map_err(|e| Error::path(&dir, e))?;
+                    }
+                    break;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => id += 1,
                 Err(e) => return Err(Error::path(&dir, e)),
             }

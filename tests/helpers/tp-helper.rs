@@ -9,7 +9,7 @@
 //! - `connect PATH`: connect to a unix socket, send an `info` request, print what comes back.
 //! - `exit CODE`: exit with CODE.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::time::Duration;
 
 fn pattern(i: u64) -> u8 {
@@ -91,9 +91,15 @@ fn main() {
             };
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let _ = s.write_all(b"{\"type\":\"info\"}\n");
-            let mut reply = String::new();
-            let _ = s.read_to_string(&mut reply);
-            print!("{reply}");
+            // The hello (or a refusal) and the reply: two lines at most.
+            let mut r = std::io::BufReader::new(s);
+            for _ in 0..2 {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                print!("{line}");
+            }
         }
         "exit" => std::process::exit(arg(1).parse().unwrap_or(0)),
         other => {

@@ -179,3 +179,28 @@ fn targeting_by_supervisor_pid() {
     tp.ok(["rm", "--pid", &spid]);
     eq!(tp.ok(["ls", "--json"]).trim(), "[]");
 }
+
+#[test]
+fn signals_to_the_supervisor_terminate_the_task() {
+    let tp = TestPool::new();
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let id = tp.spawn(["--", "sleep", "30"]);
+        let info = tp.info(id);
+        let spid = info["supervisor_pid"].as_i64().unwrap() as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(spid), sig).unwrap();
+        eq!(code(&tp.run(["wait", &id.to_string()])), 128 + 2);
+        let info = tp.info(id);
+        eq!(
+            (sig, info["state"].clone(), info["status"].clone()),
+            (sig, json!("exited"), json!("killed"))
+        );
+        assert!(
+            wait_gone(spid, Duration::from_secs(10)),
+            "supervisor {spid} did not exit after {sig}"
+        );
+    }
+}

@@ -68,3 +68,49 @@ fn another_user_is_refused() {
     // The owner still gets through.
     eq!(tp.info(id)["state"], json!("running"));
 }
+
+#[test]
+fn a_group_shared_pool_serves_members_only() {
+    if !is_root() {
+        eprintln!("a_group_shared_pool_serves_members_only: not root; skipped");
+        return;
+    }
+    let tp = TestPool::new();
+    // Share the pool with group 65534: set-gid and group-writable.
+    std::fs::remove_dir(tp.dir.join("tasks")).unwrap();
+    std::os::unix::fs::chown(&tp.dir, None, Some(65534)).unwrap();
+    std::fs::set_permissions(&tp.dir, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    let mut pool = taskpool::Pool::open(&tp.dir).unwrap();
+    eq!(pool.shared_gid(), Some(65534));
+    pool.set_supervisor_cmd(vec![bin("taskpool-supervisor").into()]);
+    let task = pool
+        .spawn(&taskpool::SpawnOptions::exec(["sleep", "30"]))
+        .unwrap();
+    let sock = pool.socket_path(task.id());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    eq!(mode(&sock) & 0o070, 0o060);
+    eq!(mode(&pool.task_dir(task.id())) & 0o2070, 0o2070);
+    let connect_as = |uid: u32, gid: u32| {
+        let out = std::process::Command::new(helper())
+            .args(["connect", sock.to_str().unwrap()])
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // A member (another uid, in the pool's group) is served.
+    let member = connect_as(65533, 65534);
+    assert!(
+        member.contains("\"type\":\"info\""),
+        "member refused: {member}"
+    );
+    // A non-member is not, even though it is another unprivileged user too.
+    let outsider = connect_as(65533, 65533);
+    assert!(
+        !outsider.contains("\"type\":\"info\""),
+        "outsider served: {outsider}"
+    );
+    task.terminate_supervisor(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+}
