@@ -39,6 +39,8 @@ fn main() {
         ("grandchild", grandchild),
         ("protocol_errors", protocol_errors),
         ("behaviors", behaviors),
+        ("shared_pool", shared_pool),
+        ("many_clients", many_clients),
     ];
     let mut failed = 0;
     for (name, f) in checks {
@@ -592,4 +594,59 @@ fn bg_child(pool: &str) {
     println!("{}", t.id());
     let mut s = String::new();
     let _ = std::io::stdin().read_line(&mut s);
+}
+
+fn shared_pool(pool: &Pool) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = pool.path().join("shared");
+    let create = taskpool::CreateOptions {
+        mode: 0o2770,
+        ..Default::default()
+    };
+    let shared = Pool::open_or_create(&dir, create).unwrap();
+    assert!(shared.shared_gid().is_some());
+    let t = shared.spawn(&SpawnOptions::exec(["sleep", "30"])).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&shared.socket_path(t.id())), 0o660);
+    assert_eq!(mode(&shared.record_path(t.id())), 0o660);
+    assert_eq!(mode(&shared.run_dir(t.id(), 1)), 0o770);
+    assert_eq!(t.info().unwrap().state, State::Running);
+    t.terminate_supervisor(None).unwrap();
+}
+
+fn many_clients(pool: &Pool) {
+    let t = pool
+        .spawn(&SpawnOptions::shell(
+            "read _; i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done",
+        ))
+        .unwrap();
+    let id = t.id();
+    std::thread::scope(|s| {
+        let mut hs = Vec::new();
+        for k in 0..60 {
+            hs.push(s.spawn(move || {
+                let t = pool.task(id).unwrap();
+                if k % 2 == 0 {
+                    t.wait().unwrap().exit_code
+                } else {
+                    let mut n = 0;
+                    let mut code = None;
+                    for ev in t.follow(0).unwrap() {
+                        match ev.unwrap() {
+                            Event::Output { data, .. } => n += data.len(),
+                            Event::End(i) => code = i.exit_code,
+                            _ => {}
+                        }
+                    }
+                    assert_eq!(n, t.read_all(Stream::Stdout).unwrap().len());
+                    code
+                }
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        t.write(b"go\n").unwrap();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), Some(0));
+        }
+    });
 }

@@ -387,3 +387,93 @@ fn peer_groups(sock: &OwnedFd) -> Vec<u32> {
         return Vec::new();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    fn pair() -> (Client, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        (Client::new(OwnedFd::from(ours)), theirs)
+    }
+
+    fn lines(c: &mut Client) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(r) = c.take_line() {
+            out.push(String::from_utf8_lossy(c.line(r)).into_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn request_lines_are_split_across_reads() {
+        let (mut c, mut peer) = pair();
+        peer.write_all(b"{\"type\":\"info\"}\n{\"ty").unwrap();
+        c.on_events(libc::POLLIN);
+        assert_eq!(lines(&mut c), vec!["{\"type\":\"info\"}"]);
+        peer.write_all(b"pe\":\"wait\"}\n").unwrap();
+        c.on_events(libc::POLLIN);
+        assert_eq!(lines(&mut c), vec!["{\"type\":\"wait\"}"]);
+        assert_eq!(c.input(), b"");
+    }
+
+    #[test]
+    fn an_oversized_line_gets_an_error_and_is_dropped() {
+        let (mut c, mut peer) = pair();
+        let writer = std::thread::spawn(move || {
+            peer.write_all(&vec![b'x'; MAX_LINE * 3]).unwrap();
+            peer.write_all(b"\n{\"type\":\"info\"}\n").unwrap();
+            peer
+        });
+        let mut got = Vec::new();
+        while got.is_empty() {
+            c.on_events(libc::POLLIN);
+            got = lines(&mut c);
+        }
+        let mut peer = writer.join().unwrap();
+        assert_eq!(got, vec!["{\"type\":\"info\"}"]);
+        c.flush();
+        let mut reply = vec![0u8; c.out.len().max(256)];
+        let n = peer.read(&mut reply).unwrap();
+        let text = String::from_utf8_lossy(&reply[..n]);
+        assert!(
+            text.contains("\"kind\":\"invalid_input\"") && text.contains("longer than"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_stops_being_served() {
+        let (mut c, _peer) = pair();
+        assert_ne!(c.interest(0) & libc::POLLIN, 0);
+        let big = vec![b'y'; 4 << 20];
+        c.queue_data(&Response::Ok, &big, &[]);
+        c.flush();
+        assert!(
+            c.pending() > OUT_HIGH,
+            "the socket took {} bytes",
+            big.len() - c.pending()
+        );
+        let ev = c.interest(0);
+        assert_eq!(ev & libc::POLLIN, 0, "still reading requests");
+        assert_ne!(ev & libc::POLLOUT, 0, "not waiting to send");
+        assert!(!c.dead);
+    }
+
+    #[test]
+    fn a_half_closed_client_is_answered_then_dropped() {
+        let (mut c, peer) = pair();
+        (&peer).write_all(b"{\"type\":\"info\"}\n").unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        c.on_events(libc::POLLIN);
+        c.on_events(libc::POLLIN);
+        assert!(c.read_eof);
+        assert_eq!(lines(&mut c).len(), 1);
+        c.queue(&Response::Ok);
+        c.flush();
+        assert!(c.dead);
+    }
+}

@@ -7,16 +7,15 @@
 //!
 //! **Launch** ([`launch`]). The library runs `taskpool-supervisor --pool DIR` with a pipe on
 //! stdin carrying one JSON [`Launch`](taskpool::protocol::Launch) line, and a pipe on stdout on
-//! which the supervisor writes exactly one
-//! [`LaunchReply`] line: `ready` once it holds the task's lock,
-//! listens, and the command has been executed, or `error` with the real reason. The supervisor
-//! reads its orders, opens the pool, sets its umask (077, or 007 in a group-shared pool), and
-//! detaches as the task's behavior says: a *daemon* calls `setsid` then forks (the parent exits at
-//! once; the child, in a new session but not its leader, can never get a controlling terminal); a
-//! *background* supervisor opens a pidfd on its caller's process-group leader, forks, and ends the
-//! task when that pidfd becomes readable; a *foreground* one stays the caller's child. It then
-//! becomes a child subreaper and changes into the task's directory, so that the socket is bound by
-//! a short relative name whatever the pool's path length.
+//! which the supervisor writes exactly one [`LaunchReply`] line: `ready` once it holds the
+//! task's lock, listens, and the command has been executed, or `error` with the real reason. The
+//! supervisor reads its orders, opens the pool, sets its umask (077, or 007 in a group-shared
+//! pool), and detaches as the task's behavior says: a *daemon* calls `setsid` then forks (the
+//! parent exits at once; the child, in a new session but not its leader, can never get a
+//! controlling terminal); a *background* supervisor opens a pidfd on its caller's process-group
+//! leader, forks, and ends the task when that pidfd becomes readable; a *foreground* one stays
+//! the caller's child. It then becomes a child subreaper and changes into the task's directory,
+//! so that the socket is bound by a short relative name whatever the pool's path length.
 //!
 //! **Start** ([`start`]). Take the task's `lock` (an OFD lock: liveness probes never take it),
 //! build the record (or, on restart, load it under the lock and add a run), take the user's lock

@@ -37,6 +37,11 @@ pub fn broadcast_state(core: &Core, clients: &mut [Client]) {
     let state = core.record.state;
     for c in clients.iter_mut() {
         if let Mode::Following(_) = c.mode {
+            if c.pending() >= 2 * OUT_HIGH {
+                // It reads nothing; events must not grow its buffer without bound.
+                c.dead = true;
+                continue;
+            }
             c.queue(&Response::State { state });
         }
     }

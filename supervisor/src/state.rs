@@ -369,9 +369,11 @@ impl Core {
             Leftovers::Signalled { kill_at } => Some(kill_at),
             _ => None,
         };
+        // The linger counts once the leftovers are gone: until then their SIGKILL is due first,
+        // and a linger already over must not make the loop spin.
         let linger = self
             .linger_until
-            .filter(|_| !self.terminating && self.ended());
+            .filter(|_| !self.terminating && self.leftovers == Leftovers::Done);
         [drain, self.escalation.map(|e| e.at), kill, linger]
             .into_iter()
             .flatten()

@@ -125,3 +125,50 @@ impl StdinSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::fcntl::{FcntlArg, OFlag};
+    use std::io::Read;
+
+    fn sink() -> (StdinSink, std::fs::File) {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        nix::fcntl::fcntl(&w, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+        (StdinSink::pipe(w), std::fs::File::from(r))
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_drains_into_the_pipe() {
+        let (mut s, mut r) = sink();
+        assert_eq!(s.queue(&vec![b'a'; QUEUE_MAX + 10]), QUEUE_MAX);
+        assert_eq!(s.room(), 0);
+        s.flush(); // the pipe takes what it can
+        assert!(s.room() > 0 && s.wants_write().is_some());
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0;
+        while total < QUEUE_MAX {
+            total += r.read(&mut buf).unwrap();
+            s.flush();
+        }
+        assert_eq!(total, QUEUE_MAX);
+        assert!(s.wants_write().is_none());
+        assert_eq!(s.room(), QUEUE_MAX);
+    }
+
+    #[test]
+    fn close_waits_for_the_queue_and_a_gone_reader_closes_it() {
+        let (mut s, mut r) = sink();
+        s.queue(b"last words");
+        s.close_when_flushed();
+        assert!(matches!(s, StdinSink::Closed) && !s.accepts());
+        let mut got = String::new();
+        r.read_to_string(&mut got).unwrap(); // EOF: the write end is closed
+        assert_eq!(got, "last words");
+        let (mut s, r) = sink();
+        drop(r);
+        s.queue(b"nobody reads this");
+        s.flush();
+        assert!(matches!(s, StdinSink::Closed));
+    }
+}

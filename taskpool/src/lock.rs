@@ -5,9 +5,9 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 fn flock_struct(kind: libc::c_short) -> libc::flock {
@@ -71,6 +71,24 @@ pub fn probe(path: &Path) -> Result<Probe> {
     })
 }
 
+/// The pid a lock file's holder wrote on its first line. A holder that has only just taken the
+/// lock may not have written it yet, so an empty file is read again a few times (at most about
+/// 100 ms, and only on this error path) before giving up on naming the holder.
+fn read_holder(file: &mut File) -> String {
+    for attempt in 0..50 {
+        let mut s = String::new();
+        if file.rewind().is_ok() && file.read_to_string(&mut s).is_ok() {
+            if let Some(first) = s.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
+                return first.to_owned();
+            }
+        }
+        if attempt < 49 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    String::new()
+}
+
 /// A held user lock file (`flock`), released when dropped (or when the holder exits).
 #[derive(Debug)]
 pub struct UserLock {
@@ -93,9 +111,7 @@ impl UserLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut s = String::new();
-                let _ = file.read_to_string(&mut s);
-                let holder = s.trim();
+                let holder = read_holder(&mut file);
                 let who = if holder.is_empty() {
                     "another process".to_owned()
                 } else {
@@ -110,9 +126,11 @@ impl UserLock {
                 return Err(Error::path(path, e).context("lockfile"))
             }
         }
-        file.set_len(0).map_err(|e| Error::path(path, e))?;
-        file.rewind().map_err(|e| Error::path(path, e))?;
-        file.write_all(format!("{pid}\n").as_bytes())
+        // Overwrite in place, then cut: the file is never empty for a loser reading it (its first
+        // line is the old holder's pid only until this one write lands).
+        let line = format!("{pid}\n");
+        file.write_all_at(line.as_bytes(), 0)
+            .and_then(|()| file.set_len(line.len() as u64))
             .map_err(|e| Error::path(path, e))?;
         Ok(UserLock { file })
     }

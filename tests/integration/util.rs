@@ -125,7 +125,12 @@ impl TestPool {
 impl Drop for TestPool {
     fn drop(&mut self) {
         if let Ok(list) = self.pool.list() {
-            for info in list.into_iter().filter(|i| i.is_live()) {
+            // Live tasks, and ended ones whose supervisor lingers (its socket is still there).
+            let pool = &self.pool;
+            for info in list
+                .into_iter()
+                .filter(|i| i.is_live() || pool.socket_path(i.id).exists())
+            {
                 if let Ok(t) = self.pool.task(info.id) {
                     let _ = t.terminate_supervisor(Some(Duration::from_millis(200)));
                 }
