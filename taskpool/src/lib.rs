@@ -36,7 +36,9 @@
 
 #![deny(missing_docs)]
 
+mod client;
 pub mod error;
+mod follow;
 pub mod info;
 pub mod lock;
 pub mod meta;

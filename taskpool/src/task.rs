@@ -2,19 +2,17 @@
 //! socket (with the pool's timeout, so a stopped supervisor gives a clear error rather than a
 //! hang); everything about an ended task is answered from its record and output files.
 
+use crate::client::Conn;
 use crate::error::{Error, ErrorKind, Result};
+pub use crate::follow::{Event, Follow};
 use crate::info::Info;
 use crate::lock;
-use crate::output::{Cursor, OutputLog};
+use crate::output::OutputLog;
 use crate::pool::Pool;
-use crate::protocol::{
-    encode_line, read_response, Request, Response, SignalArg, Stream, MAX_FRAME, PROTOCOL_VERSION,
-};
+use crate::protocol::{Request, Response, SignalArg, Stream, MAX_FRAME};
 use crate::record::{Record, State};
 use nix::sys::signal::Signal;
 use serde_json::{Map, Value};
-use std::io::{BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,26 +23,6 @@ pub struct Task {
     id: u64,
     /// The supervisor, when spawned in the foreground (it is our child and must be reaped).
     child: Mutex<Option<std::process::Child>>,
-}
-
-/// One event of [`Task::follow`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// Output bytes.
-    Output {
-        /// The stream they came from.
-        stream: Stream,
-        /// Offset of the first byte in that stream.
-        offset: u64,
-        /// Offset of the first byte in the combined view.
-        combined: u64,
-        /// The bytes.
-        data: Vec<u8>,
-    },
-    /// The task's state changed (paused, running).
-    State(State),
-    /// The task has ended and all its output has been delivered.
-    End(Box<Info>),
 }
 
 /// What to read with [`Task::read`].
@@ -82,132 +60,6 @@ pub struct Chunk {
     pub offset: u64,
     /// The bytes.
     pub data: Vec<u8>,
-}
-
-/// A connection to a supervisor.
-pub(crate) struct Conn {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-    line: Vec<u8>,
-    data: Vec<u8>,
-    id: u64,
-    supervisor_pid: i32,
-}
-
-impl Conn {
-    pub(crate) fn open(pool: &Pool, id: u64, timeout: Option<Duration>) -> Result<Conn> {
-        let path = pool.connect_path(id);
-        let stream = UnixStream::connect(&path).map_err(|e| {
-            let kind = match e.kind() {
-                std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-                _ => ErrorKind::Unreachable,
-            };
-            Error::new(
-                kind,
-                format!("task {id}: cannot connect to its supervisor: {e}"),
-            )
-        })?;
-        stream
-            .set_read_timeout(timeout)
-            .and_then(|_| stream.set_write_timeout(timeout))
-            .map_err(|e| Error::io(format!("task {id}"), e))?;
-        let writer = stream
-            .try_clone()
-            .map_err(|e| Error::io(format!("task {id}"), e))?;
-        let mut c = Conn {
-            reader: BufReader::new(stream),
-            writer,
-            line: Vec::new(),
-            data: Vec::new(),
-            id,
-            supervisor_pid: 0,
-        };
-        let hello = match c.recv() {
-            Err(e) if e.kind() == ErrorKind::Timeout => {
-                // Name the supervisor we were waiting for.
-                c.supervisor_pid = pool
-                    .load_record(id)
-                    .ok()
-                    .and_then(|r| r.supervisor_pid)
-                    .unwrap_or(0);
-                return Err(c.io_err(e));
-            }
-            other => other?,
-        };
-        match hello {
-            Some(Response::Hello {
-                protocol,
-                supervisor_pid,
-                ..
-            }) => {
-                if protocol != PROTOCOL_VERSION {
-                    return Err(Error::new(
-                        ErrorKind::Protocol,
-                        format!("task {id}: supervisor speaks protocol {protocol}, this library {PROTOCOL_VERSION}"),
-                    ));
-                }
-                c.supervisor_pid = supervisor_pid;
-            }
-            Some(Response::Error { kind, message }) => {
-                return Err(Error::new(
-                    crate::error::kind_from_name(&kind),
-                    format!("task {id}: {message}"),
-                ))
-            }
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::Unreachable,
-                    format!("task {id}: supervisor closed the connection"),
-                ))
-            }
-        }
-        Ok(c)
-    }
-
-    fn io_err(&self, e: Error) -> Error {
-        if e.kind() == ErrorKind::Timeout {
-            Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "task {}: supervisor (pid {}) did not answer in time (is it stopped?)",
-                    self.id, self.supervisor_pid
-                ),
-            )
-        } else {
-            e.context(format!("task {}", self.id))
-        }
-    }
-
-    pub(crate) fn send(&mut self, req: &Request, payload: &[u8]) -> Result<()> {
-        let mut buf = Vec::with_capacity(128 + payload.len());
-        encode_line(req, &mut buf);
-        buf.extend_from_slice(payload);
-        self.writer
-            .write_all(&buf)
-            .map_err(|e| Error::io("writing to supervisor", e))
-            .map_err(|e| self.io_err(e))
-    }
-
-    /// The next message; its raw bytes (for `data`) are in `self.data`.
-    pub(crate) fn recv(&mut self) -> Result<Option<Response>> {
-        read_response(&mut self.reader, &mut self.line, &mut self.data).map_err(|e| self.io_err(e))
-    }
-
-    pub(crate) fn request(&mut self, req: &Request, payload: &[u8]) -> Result<Response> {
-        self.send(req, payload)?;
-        match self.recv()? {
-            // Supervisors name their task in error messages themselves.
-            Some(r) => r.into_result(),
-            None => Err(Error::new(
-                ErrorKind::Unreachable,
-                format!("task {}: supervisor hung up", self.id),
-            )),
-        }
-    }
-
-    fn set_timeout(&self, t: Option<Duration>) {
-        let _ = self.writer.set_read_timeout(t);
-    }
 }
 
 fn ended(id: u64, state: State) -> Error {
@@ -418,12 +270,7 @@ impl Task {
                     // A supervisor that exits right after the hello: follow from the files.
                     if c.send(&Request::Follow { from }, &[]).is_ok() {
                         c.set_timeout(None);
-                        return Ok(Follow {
-                            pool: self.pool.clone(),
-                            id: self.id,
-                            src: Source::Live(c),
-                            delivered: from,
-                        });
+                        return Ok(Follow::live(self.pool.clone(), self.id, c, from));
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::Unreachable => {}
@@ -573,121 +420,4 @@ fn unexpected(id: u64, r: &Response) -> Error {
         ErrorKind::Protocol,
         format!("task {id}: unexpected reply from supervisor: {r:?}"),
     )
-}
-
-enum Source {
-    Live(Conn),
-    Files {
-        log: OutputLog,
-        cur: Cursor,
-        info: Option<Box<Info>>,
-    },
-    Done,
-}
-
-/// An iterator of output chunks and state events, ending with [`Event::End`] once the task has
-/// ended and its output is drained. Created by [`Task::follow`].
-pub struct Follow {
-    pool: Pool,
-    id: u64,
-    src: Source,
-    delivered: u64,
-}
-
-impl std::fmt::Debug for Follow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Follow").field("id", &self.id).finish()
-    }
-}
-
-impl Follow {
-    fn from_files(pool: Pool, id: u64, from: u64) -> Result<Follow> {
-        let rec = pool.load_record(id)?;
-        let run = rec.current().map(|r| r.run).unwrap_or(1);
-        let log = OutputLog::open(&pool.run_dir(id, run))?;
-        let cur = log.seek(from)?;
-        Ok(Follow {
-            pool,
-            id,
-            src: Source::Files {
-                log,
-                cur,
-                info: Some(Box::new(Info::from_record(&rec))),
-            },
-            delivered: from,
-        })
-    }
-
-    fn next_event(&mut self) -> Result<Option<Event>> {
-        match &mut self.src {
-            Source::Done => Ok(None),
-            Source::Files { log, cur, info } => match log.next_piece(cur, 256 * 1024)? {
-                Some(p) => {
-                    self.delivered = p.combined + p.data.len() as u64;
-                    Ok(Some(Event::Output {
-                        stream: p.stream,
-                        offset: p.offset,
-                        combined: p.combined,
-                        data: p.data,
-                    }))
-                }
-                None => {
-                    let info = info.take();
-                    self.src = Source::Done;
-                    Ok(info.map(Event::End))
-                }
-            },
-            // A supervisor that exits (or is killed) mid-frame: finish from the files, from the
-            // last byte delivered.
-            Source::Live(c) => match c.recv().unwrap_or(None) {
-                Some(Response::Data {
-                    stream,
-                    offset,
-                    combined,
-                    ..
-                }) => {
-                    let combined = combined.unwrap_or(self.delivered);
-                    let data = std::mem::take(&mut c.data);
-                    self.delivered = combined + data.len() as u64;
-                    Ok(Some(Event::Output {
-                        stream,
-                        offset,
-                        combined,
-                        data,
-                    }))
-                }
-                Some(Response::State { state }) => Ok(Some(Event::State(state))),
-                Some(Response::End { info }) => {
-                    self.src = Source::Done;
-                    Ok(Some(Event::End(info)))
-                }
-                Some(Response::Error { kind, message }) => {
-                    self.src = Source::Done;
-                    Err(Error::new(crate::error::kind_from_name(&kind), message))
-                }
-                Some(_) => Ok(Some(Event::State(State::Running))),
-                None => {
-                    // The supervisor went away: finish from the files.
-                    let f = Follow::from_files(self.pool.clone(), self.id, self.delivered)?;
-                    self.src = f.src;
-                    self.next_event()
-                }
-            },
-        }
-    }
-}
-
-impl Iterator for Follow {
-    type Item = Result<Event>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        match self.next_event() {
-            Ok(Some(e)) => Some(Ok(e)),
-            Ok(None) => None,
-            Err(e) => {
-                self.src = Source::Done;
-                Some(Err(e))
-            }
-        }
-    }
 }

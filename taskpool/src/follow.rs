@@ -1,0 +1,158 @@
+//! [`Follow`]: the iterator behind [`Task::follow`](crate::Task::follow). It reads a live
+//! supervisor's subscription (`data`, `state`, `end`), and when the supervisor goes away, or the
+//! task has already ended, it carries on from the run's files, from the last byte delivered.
+
+use crate::client::Conn;
+use crate::error::{Error, Result};
+use crate::info::Info;
+use crate::output::{Cursor, OutputLog};
+use crate::pool::Pool;
+use crate::protocol::{Response, Stream};
+use crate::record::State;
+
+/// One event of [`Task::follow`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Output bytes.
+    Output {
+        /// The stream they came from.
+        stream: Stream,
+        /// Offset of the first byte in that stream.
+        offset: u64,
+        /// Offset of the first byte in the combined view.
+        combined: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The task's state changed (paused, running).
+    State(State),
+    /// The task has ended and all its output has been delivered.
+    End(Box<Info>),
+}
+
+enum Source {
+    Live(Conn),
+    Files {
+        log: OutputLog,
+        cur: Cursor,
+        info: Option<Box<Info>>,
+    },
+    Done,
+}
+
+/// An iterator of output chunks and state events, ending with [`Event::End`] once the task has
+/// ended and its output is drained. Created by [`Task::follow`].
+pub struct Follow {
+    pool: Pool,
+    id: u64,
+    src: Source,
+    delivered: u64,
+}
+
+impl std::fmt::Debug for Follow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follow").field("id", &self.id).finish()
+    }
+}
+
+impl Follow {
+    /// Follow through a connection whose `follow` request was sent.
+    pub(crate) fn live(pool: Pool, id: u64, conn: Conn, from: u64) -> Follow {
+        Follow {
+            pool,
+            id,
+            src: Source::Live(conn),
+            delivered: from,
+        }
+    }
+
+    pub(crate) fn from_files(pool: Pool, id: u64, from: u64) -> Result<Follow> {
+        let rec = pool.load_record(id)?;
+        let run = rec.current().map(|r| r.run).unwrap_or(1);
+        let log = OutputLog::open(&pool.run_dir(id, run))?;
+        let cur = log.seek(from)?;
+        Ok(Follow {
+            pool,
+            id,
+            src: Source::Files {
+                log,
+                cur,
+                info: Some(Box::new(Info::from_record(&rec))),
+            },
+            delivered: from,
+        })
+    }
+
+    fn next_event(&mut self) -> Result<Option<Event>> {
+        match &mut self.src {
+            Source::Done => Ok(None),
+            Source::Files { log, cur, info } => match log.next_piece(cur, 256 * 1024)? {
+                Some(p) => {
+                    self.delivered = p.combined + p.data.len() as u64;
+                    Ok(Some(Event::Output {
+                        stream: p.stream,
+                        offset: p.offset,
+                        combined: p.combined,
+                        data: p.data,
+                    }))
+                }
+                None => {
+                    let info = info.take();
+                    self.src = Source::Done;
+                    Ok(info.map(Event::End))
+                }
+            },
+            // A supervisor that exits (or is killed) mid-frame: finish from the files, from the
+            // last byte delivered.
+            Source::Live(c) => match c.recv().unwrap_or(None) {
+                Some(Response::Data {
+                    stream,
+                    offset,
+                    combined,
+                    ..
+                }) => {
+                    let combined = combined.unwrap_or(self.delivered);
+                    let data = std::mem::take(&mut c.data);
+                    self.delivered = combined + data.len() as u64;
+                    Ok(Some(Event::Output {
+                        stream,
+                        offset,
+                        combined,
+                        data,
+                    }))
+                }
+                Some(Response::State { state }) => Ok(Some(Event::State(state))),
+                Some(Response::End { info }) => {
+                    self.src = Source::Done;
+                    Ok(Some(Event::End(info)))
+                }
+                Some(Response::Error { kind, message }) => {
+                    self.src = Source::Done;
+                    Err(Error::new(crate::error::kind_from_name(&kind), message))
+                }
+                Some(_) => Ok(Some(Event::State(State::Running))),
+                None => {
+                    // The supervisor went away: finish from the files.
+                    let f = Follow::from_files(self.pool.clone(), self.id, self.delivered)?;
+                    self.src = f.src;
+                    self.next_event()
+                }
+            },
+        }
+    }
+}
+
+impl Iterator for Follow {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_event() {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => None,
+            Err(e) => {
+                self.src = Source::Done;
+                Some(Err(e))
+            }
+        }
+    }
+}
