@@ -202,39 +202,16 @@ impl OutputLog {
     /// Read the next piece at `cur` (at most `max` bytes, never crossing a chunk) and advance
     /// `cur`. `None` when the cursor is at the end of what has been written so far.
     pub fn next_piece(&self, cur: &mut Cursor, max: usize) -> Result<Option<Piece>> {
-        loop {
-            let Some((s, len)) = self.entry(cur.entry)? else {
-                return Ok(None);
-            };
-            let left = (len - cur.within) as usize;
-            if left == 0 {
-                cur.entry += 4;
-                cur.within = 0;
-                continue;
+        let mut buf = vec![0u8; max];
+        Ok(self.next_piece_into(cur, &mut buf)?.map(|at| {
+            buf.truncate(at.len);
+            Piece {
+                stream: at.stream,
+                offset: at.offset,
+                combined: at.combined,
+                data: buf,
             }
-            let want = left.min(max);
-            let offset = *stream_pos(cur, s);
-            let data = self.read_stream(s, offset, want)?;
-            if data.is_empty() {
-                // The entry was written before its bytes reached the file: nothing more yet.
-                return Ok(None);
-            }
-            let piece = Piece {
-                stream: s,
-                offset,
-                combined: cur.combined,
-                data,
-            };
-            let n = piece.data.len();
-            cur.combined += n as u64;
-            *stream_pos(cur, s) += n as u64;
-            cur.within += n as u32;
-            if cur.within == len {
-                cur.entry += 4;
-                cur.within = 0;
-            }
-            return Ok(Some(piece));
-        }
+        }))
     }
 
     /// Like [`OutputLog::next_piece`], but reads the bytes into `buf` (at most `buf.len()` of
