@@ -150,7 +150,7 @@ pub struct SpawnArgs {
     #[arg(long, value_name = "FILE")]
     pub lockfile: Option<PathBuf>,
     /// Bytes of each stream kept in the supervisor's memory [default: 1M]. See SIZE below.
-    #[arg(long, value_name = "SIZE", value_parser = options::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = options::parse_buffer_size)]
     pub buffer: Option<u64>,
     /// Cap each stream's on-disk log; the oldest bytes go beyond it [default: unlimited].
     #[arg(long, value_name = "SIZE", value_parser = options::parse_size)]

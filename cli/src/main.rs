@@ -37,8 +37,24 @@ pub struct Exit {
 
 impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.error)
+        f.write_str(&one_line(&self.error))
     }
+}
+
+/// `err` and its causes joined with ": ", leaving out a cause its message already includes (the
+/// library's I/O errors name their OS error and also carry it as their source).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 impl std::error::Error for Exit {}
@@ -105,7 +121,7 @@ fn report(err: &anyhow::Error) -> i32 {
         return 0;
     }
     let code = err.downcast_ref::<Exit>().map_or(1, |e| e.code);
-    let message = format!("{err:#}").replace(['\n', '\r'], " ");
+    let message = one_line(err).replace(['\n', '\r'], " ");
     let _ = writeln!(std::io::stderr(), "taskpool: {}", message.trim_end());
     code
 }

@@ -20,6 +20,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("{e} (expected bytes such as 65536, or 64K, 1M, 1MiB)"))
 }
 
+/// A memory buffer size: a SIZE of at least one byte.
+pub fn parse_buffer_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("the buffer must hold at least 1 byte".into()),
+        n => Ok(n),
+    }
+}
+
 /// A duration: plain seconds (`90`, `1.5`) or a number with units (`500ms`, `10s`, `5m`, `1h`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();

@@ -9,9 +9,12 @@ use std::os::unix::ffi::OsStringExt;
 
 /// Print a value as pretty JSON on its own line(s).
 pub fn json(value: &impl Serialize) -> io::Result<()> {
+    // Stdout is line-buffered: writing pretty JSON straight to it costs one write(2) per line
+    // (about 40 per task in `ls --json`). Build the document, then write it at once.
+    let mut doc = serde_json::to_vec_pretty(value)?;
+    doc.push(b'\n');
     let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    out.write_all(b"\n")?;
+    out.write_all(&doc)?;
     out.flush()
 }
 

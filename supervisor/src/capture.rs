@@ -29,6 +29,8 @@ pub struct StreamCapture {
     pub ring: Ring,
     /// First offset still in the file.
     start: u64,
+    /// Bytes not written to the file; once non-zero, the file stops growing.
+    unstored: u64,
 }
 
 impl StreamCapture {
@@ -38,6 +40,7 @@ impl StreamCapture {
             file,
             ring: Ring::new(usize::try_from(buffer_size).unwrap_or(usize::MAX)),
             start: 0,
+            unstored: 0,
         }
     }
 
@@ -48,6 +51,7 @@ impl StreamCapture {
             end: self.ring.end(),
             dropped: self.start,
             buffer_start: live.then(|| self.ring.start()),
+            unstored: self.unstored,
         }
     }
 
@@ -86,6 +90,8 @@ pub struct Capture {
     punch_ok: bool,
     /// Set when writing a log file failed (the bytes are still in memory and counted).
     pub write_error: Option<String>,
+    /// Bytes of the combined view without a `chunks` entry; once non-zero, `chunks` stops growing.
+    combined_unstored: u64,
 }
 
 /// The files and pipes a run's capture is made of.
@@ -118,6 +124,7 @@ impl Capture {
             log_max,
             punch_ok: true,
             write_error: None,
+            combined_unstored: 0,
         }
     }
 
@@ -177,15 +184,35 @@ impl Capture {
         }
     }
 
+    /// Capture `data`: to the stream's file, its entry to `chunks`, and into the ring. When a
+    /// write fails (the disk is full), that file stops growing for the rest of the run and what
+    /// it misses is counted as `unstored`: bytes written later, once space is freed, would land
+    /// at the wrong offsets.
     fn append(&mut self, s: Stream, data: &[u8]) {
-        let entry = chunk_entry(s, data.len() as u32);
         let sc = self.stream_mut(s);
-        let wrote = sc.file.write_all(data);
         sc.ring.push(data);
-        let wrote = wrote.and_then(|()| self.chunks.write_all(&entry));
-        if let Err(e) = wrote {
+        let (stored, mut failed) = if sc.unstored == 0 {
+            write_counted(&mut sc.file, data)
+        } else {
+            (0, None)
+        };
+        sc.unstored += (data.len() - stored) as u64;
+        let mut indexed = 0;
+        if stored > 0 && self.combined_unstored == 0 {
+            let entry = chunk_entry(s, stored as u32);
+            match write_counted(&mut self.chunks, &entry) {
+                (_, None) => indexed = stored,
+                (_, Some(e)) => failed = failed.or(Some(e)),
+            }
+        }
+        self.combined_unstored += (data.len() - indexed) as u64;
+        if let Some(e) = failed {
             if self.write_error.is_none() {
-                self.write_error = Some(format!("writing the {} log failed: {e}", s.as_str()));
+                self.write_error = Some(format!(
+                    "writing the {} log failed: {e}; from then on output is kept in memory only \
+                     (streams.*.unstored counts it)",
+                    s.as_str()
+                ));
             }
         }
         self.combined_end += data.len() as u64;
@@ -238,7 +265,22 @@ impl Capture {
                 end: self.combined_end,
                 dropped: out.dropped + err.dropped,
                 buffer_start: None,
+                unstored: self.combined_unstored,
             },
         }
     }
+}
+
+/// Write as much of `data` as the file takes: the count written, and the error that stopped it.
+fn write_counted(file: &mut File, data: &[u8]) -> (usize, Option<std::io::Error>) {
+    let mut done = 0;
+    while done < data.len() {
+        match file.write(&data[done..]) {
+            Ok(0) => return (done, Some(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
 }

@@ -49,6 +49,29 @@ impl ProcessGroup {
     }
 }
 
+/// The supervisor's own children once the main process is reaped: processes the task left
+/// behind whose parent exited. The supervisor is a child subreaper, so a daemon that forked
+/// twice and started its own session (leaving the task's process group) is found here too.
+pub fn orphans() -> Vec<Pid> {
+    // Single-threaded: the main thread's id is the pid.
+    let me = std::process::id();
+    std::fs::read_to_string(format!("/proc/self/task/{me}/children"))
+        .map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .map(Pid::from_raw)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Send `sig` to every process in [`orphans`].
+pub fn signal_orphans(sig: Signal) {
+    for pid in orphans() {
+        let _ = nix::sys::signal::kill(pid, sig);
+    }
+}
+
 /// The standard streams the child gets.
 pub struct ChildStdio {
     /// Its standard input.

@@ -6,6 +6,7 @@
 
 use crate::capture::Pulled;
 use crate::clients::{self, Client};
+use crate::pagebuf::PageBuf;
 use crate::requests;
 use crate::state::{Core, Exit};
 use nix::errno::Errno;
@@ -39,7 +40,7 @@ pub struct Supervisor {
     leader: Option<OwnedFd>,
     clients: Vec<Client>,
     pollfds: Vec<libc::pollfd>,
-    scratch: Vec<u8>,
+    scratch: PageBuf,
     hello: Response,
 }
 
@@ -64,7 +65,7 @@ impl Supervisor {
             leader,
             clients: Vec::new(),
             pollfds: Vec::with_capacity(CLIENTS + 4),
-            scratch: vec![0; READ_CHUNK],
+            scratch: PageBuf::new(READ_CHUNK),
             hello,
         }
     }

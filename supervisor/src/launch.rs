@@ -95,8 +95,12 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<PathBuf> {
 /// Read the launch line (bounded), then point fd 0 at /dev/null.
 fn read_launch() -> Result<Launch> {
     let mut line = Vec::new();
-    let read = std::io::stdin()
-        .lock()
+    // A reader of our own, not `std::io::stdin()`: that one's 8 KiB buffer is global, and would
+    // stay allocated (and dirty) for the supervisor's whole life.
+    // SAFETY: fd 0 stays open until it is replaced by /dev/null below, after the read, and
+    // `ManuallyDrop` keeps this `File` from closing it.
+    let stdin = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
+    let read = std::io::BufReader::new(&*stdin)
         .take(LAUNCH_MAX)
         .read_until(b'\n', &mut line);
     if let Ok(null) = std::fs::File::open("/dev/null") {

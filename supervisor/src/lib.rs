@@ -30,7 +30,10 @@
 //! stdin pipe (only while bytes are queued for it), the background caller's pidfd and the
 //! clients, with one timeout: the earliest deadline of the drain after the main process exits, a
 //! terminate's next signal, the SIGKILL of leftovers, or the end of a linger. With no deadline
-//! the supervisor sleeps in `poll` with no timeout: an idle task costs nothing. Output
+//! the supervisor sleeps in `poll` with no timeout: an idle task costs nothing, and holds little
+//! memory: start-up's freed heap is returned to the kernel before the loop, the read buffer
+//! ([`pagebuf`]) is only backed by memory once output arrives, and the rings are allocated with
+//! the first output. Output
 //! ([`capture`]) is appended to the stream's file, its chunk entry to `chunks`, and copied into
 //! the stream's [`ring`]. Requests ([`requests`]) are answered from one flat `match`; follow
 //! subscriptions are fed from the run's files, not from memory, so a follower costs O(1) memory
@@ -43,7 +46,8 @@
 //! left in the pipes, closes them, records the exit code or signal, end time and final counters
 //! (durably), releases the user's lock file, and sends `end` to waiters and, once they have had
 //! every byte, to followers. Whatever is left in the task's process group gets SIGTERM, and
-//! SIGKILL after the grace. The supervisor removes its socket and exits, unless asked to linger.
+//! SIGKILL after the grace, and so do the supervisor's own remaining children: as a subreaper it
+//! inherits what the task orphaned, including a daemon that left the group ([`child::orphans`]). The supervisor removes its socket and exits, unless asked to linger.
 //! `terminate` (or SIGTERM, SIGINT or SIGHUP to the supervisor, or a background caller's exit)
 //! sends SIGINT to the group, then SIGTERM and SIGKILL a grace apart, and ignores the linger.
 //!
@@ -90,6 +94,7 @@ pub mod child;
 pub mod clients;
 pub mod event_loop;
 pub mod launch;
+pub mod pagebuf;
 pub mod requests;
 pub mod ring;
 pub mod start;
@@ -140,7 +145,21 @@ pub fn main() -> i32 {
     if gone {
         sup.terminate_now("terminated: the caller's process group leader had already exited");
     }
+    drop(orders);
+    release_startup_memory();
     sup.run()
+}
+
+/// Start-up is over: give back to the kernel the heap pages it used and freed (the launch line,
+/// the record's JSON, the serializer's buffers), so an idle supervisor keeps only what it uses.
+/// Without this the allocator keeps them, dirty and private to this process, for its whole life.
+fn release_startup_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of the allocator's own arenas to the kernel;
+    // no live allocation is moved or invalidated.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Close every descriptor above stderr that the caller let us inherit: the supervisor may live

@@ -26,6 +26,11 @@ use taskpool::{Error, ErrorKind, Result};
 const SOCK_TMP: &str = "sock.tmp";
 /// The socket's name, relative to the task directory (the process's working directory).
 pub const SOCK: &str = "sock";
+/// Space set aside for the final record while the run lasts, relative to the task directory: if
+/// the task's output fills the disk, this file is deleted to make room for the record.
+pub const RESERVE: &str = "reserve";
+/// The least space [`RESERVE`] keeps (more when the record is larger).
+const RESERVE_MIN: u64 = 64 << 10;
 
 /// What a successful start hands to the event loop.
 pub struct Running {
@@ -42,17 +47,29 @@ pub struct Running {
 struct Undo {
     socket: bool,
     run_dir: Option<PathBuf>,
+    /// The record stored for this start, and the one it replaced (a restart's), to put back.
+    record: Option<(PathBuf, Option<Record>)>,
 }
 
 impl Undo {
     fn disarm(&mut self) {
         self.socket = false;
         self.run_dir = None;
+        self.record = None;
     }
 }
 
 impl Drop for Undo {
     fn drop(&mut self) {
+        match self.record.take() {
+            Some((path, Some(previous))) => {
+                let _ = previous.store(&path, false);
+            }
+            Some((path, None)) => {
+                let _ = std::fs::remove_file(path);
+            }
+            None => {}
+        }
         if self.socket {
             let _ = std::fs::remove_file(SOCK_TMP);
             let _ = std::fs::remove_file(SOCK);
@@ -78,6 +95,20 @@ pub fn start(orders: &Orders) -> Result<Running> {
     let run = record.current().map(|r| r.run).unwrap_or(1);
     let run_dir = pool.run_dir(id, run);
     let files = make_run_dir(&run_dir, &mut undo)?;
+    // Whoever finds the socket, or the task's environment, must find a live record: store it
+    // (the run's pid comes once the command is started) before listening and before the command
+    // can ask for its own task.
+    let record_path = pool.record_path(id);
+    let previous = if orders.launch.restart {
+        Some(Record::load(&record_path)?)
+    } else {
+        None
+    };
+    record.state = State::Running;
+    record.supervisor_pid = Some(me as i32);
+    record.reason = None;
+    undo.record = Some((record_path.clone(), previous));
+    record.store(&record_path, false)?;
     let listener = listen(pool.shared_gid().is_some(), &mut undo)?;
     let spec = &record.spec;
     let (out_r, out_w) = pipe()?;
@@ -110,6 +141,8 @@ pub fn start(orders: &Orders) -> Result<Running> {
     let pid = child::start(spec, id, pool.path(), stdio)?;
     // From here on nothing can fail: the task runs.
     undo.disarm();
+    // Only now: setting room aside is not on the way to the task running.
+    reserve_room(&record);
     if let Some(r) = record.current_mut() {
         r.pid = Some(pid.as_raw());
         r.started_at = Some(record::now());
@@ -217,9 +250,18 @@ struct RunFiles {
 fn make_run_dir(dir: &Path, undo: &mut Undo) -> Result<RunFiles> {
     match std::fs::DirBuilder::new().mode(0o770).create(dir) {
         Ok(()) => undo.run_dir = Some(dir.to_owned()),
-        // Left by a start that died half-way: its files are truncated below.
+        // Left by a start that died half-way: its files are truncated below. Only a real
+        // directory: a symlink planted there would lead our writes elsewhere.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            undo.run_dir = Some(dir.to_owned())
+            match std::fs::symlink_metadata(dir) {
+                Ok(m) if m.file_type().is_dir() => undo.run_dir = Some(dir.to_owned()),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::PermissionDenied,
+                        format!("{} exists and is not a directory", dir.display()),
+                    ))
+                }
+            }
         }
         Err(e) => return Err(Error::path(dir, e)),
     }
@@ -241,6 +283,39 @@ fn make_run_dir(dir: &Path, undo: &mut Undo) -> Result<RunFiles> {
         log: OutputLog::open(dir)?,
     };
     Ok(files)
+}
+
+/// Set aside room for the final record (see [`RESERVE`]). Best effort: without it, a full disk
+/// can only cost the final record, as before.
+fn reserve_room(record: &Record) {
+    let want = serde_json::to_vec_pretty(record)
+        .map(|j| (j.len() as u64 * 4).max(RESERVE_MIN))
+        .unwrap_or(RESERVE_MIN);
+    // Whatever is there (a leftover, or a planted symlink: the link goes, never its target).
+    let _ = std::fs::remove_file(RESERVE);
+    let made = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(RESERVE)
+        .and_then(|f| {
+            // Real blocks, not a sparse file: fallocate, else zeros.
+            match nix::fcntl::fallocate(
+                f.as_fd(),
+                nix::fcntl::FallocateFlags::empty(),
+                0,
+                want as libc::off_t,
+            ) {
+                Ok(()) => Ok(()),
+                Err(_) => std::io::Write::write_all(&mut &f, &vec![0; want as usize]),
+            }
+        });
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(RESERVE);
+        crate::note(&format!("cannot reserve room for the final record: {e}"));
+    }
 }
 
 /// Bind under a temporary name, listen, set the mode, then rename into place: a socket that

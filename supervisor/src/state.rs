@@ -129,7 +129,9 @@ impl Core {
         let grace = Duration::from_millis(s.record.spec.grace_ms);
         Core {
             id: s.record.id,
-            record_path: s.pool.record_path(s.record.id),
+            // Relative to the task directory, our working directory: the record is still
+            // written where the task is if the pool directory is renamed under it.
+            record_path: PathBuf::from("record.json"),
             pool: s.pool,
             record: s.record,
             life: Life::Running {
@@ -167,7 +169,12 @@ impl Core {
     /// Store the record (durably for the final one). A failure is noted, not fatal: the
     /// supervisor's duty to the running task comes first.
     pub fn store(&self, durable: bool) {
-        if let Err(e) = self.record.store(&self.record_path, durable) {
+        let mut stored = self.record.store(&self.record_path, durable);
+        if stored.is_err() && durable && std::fs::remove_file(crate::start::RESERVE).is_ok() {
+            // The disk is full: the room kept for the final record is used now.
+            stored = self.record.store(&self.record_path, durable);
+        }
+        if let Err(e) = stored {
             crate::note(&format!("task {}: cannot store the record: {e}", self.id));
         }
     }
@@ -177,6 +184,10 @@ impl Core {
         let mut info = Info::from_record(&self.record);
         if !self.ended() {
             info.streams = self.capture.streams(true);
+            // A write failure is reported while the run lasts, not only in the final record.
+            if info.reason.is_none() {
+                info.reason.clone_from(&self.capture.write_error);
+            }
         }
         info
     }
@@ -278,6 +289,7 @@ impl Core {
         }
         self.record.state = State::Exited;
         self.store(true);
+        let _ = std::fs::remove_file(crate::start::RESERVE);
         self.user_lock = None;
         self.life = Life::Ended { exit };
         self.escalation = None;
@@ -292,9 +304,11 @@ impl Core {
             // final record.
             let _ = std::fs::remove_file(crate::start::SOCK);
         }
-        self.leftovers = if self.group.exists() {
+        self.leftovers = if self.leftovers_exist() {
             let _ = self.group.signal(Signal::SIGTERM);
             let _ = self.group.signal(Signal::SIGCONT);
+            crate::child::signal_orphans(Signal::SIGTERM);
+            crate::child::signal_orphans(Signal::SIGCONT);
             Leftovers::Signalled {
                 kill_at: now + self.grace,
             }
@@ -306,10 +320,16 @@ impl Core {
     /// After reaping: note when the leftovers are gone.
     pub fn reaped(&mut self) {
         if let Leftovers::Signalled { .. } = self.leftovers {
-            if !self.group.exists() {
+            if !self.leftovers_exist() {
                 self.leftovers = Leftovers::Done;
             }
         }
+    }
+
+    /// True while the task's process group has members, or processes it left behind are our
+    /// children (orphans that left the group, such as a daemon; the main process is reaped).
+    fn leftovers_exist(&self) -> bool {
+        self.group.exists() || !crate::child::orphans().is_empty()
     }
 
     /// End the task: INT now, TERM after `grace`, KILL after another `grace` (default: the
@@ -354,6 +374,7 @@ impl Core {
         if let Leftovers::Signalled { kill_at } = self.leftovers {
             if now >= kill_at {
                 let _ = self.group.signal(Signal::SIGKILL);
+                crate::child::signal_orphans(Signal::SIGKILL);
                 self.leftovers = Leftovers::Done;
             }
         }

@@ -395,8 +395,13 @@ impl Pool {
     /// Load a task's record as it stands, judging liveness: a record that says live but whose
     /// supervisor no longer holds the lock is marked `lost` (on disk too, when this user may write).
     pub fn load_record(&self, id: u64) -> Result<Record> {
+        self.load_record_as(id, Record::load)
+    }
+
+    /// [`Pool::load_record`] reading the record with `load` (listings skip the environment).
+    fn load_record_as(&self, id: u64, load: fn(&Path) -> Result<Record>) -> Result<Record> {
         let path = self.record_path(id);
-        let rec = Record::load(&path).map_err(|e| {
+        let rec = load(&path).map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
                 Error::new(ErrorKind::NotFound, format!("task {id} not found"))
             } else {
@@ -506,7 +511,8 @@ impl Pool {
     pub fn search_with(&self, mut pred: impl FnMut(&Info) -> bool) -> Result<Vec<Info>> {
         let mut out = Vec::new();
         for id in self.ids()? {
-            let rec = match self.load_record(id) {
+            // Info does not show the environment: skip parsing it (most of a record's bytes).
+            let rec = match self.load_record_as(id, Record::load_without_env) {
                 Ok(r) => r,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),

@@ -185,6 +185,15 @@ pub struct StreamStats {
     /// The first offset held in the supervisor's memory buffer (live tasks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer_start: Option<u64>,
+    /// Bytes captured that could not be written to the log (the disk was full, or writing failed):
+    /// from the first failure on, the log stops growing, so every byte it holds is at its offset.
+    /// They are only in the supervisor's memory buffer while it lasts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unstored: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The three output views of a run.
@@ -286,6 +295,14 @@ impl Record {
         Self::parse(&bytes).map_err(|e| e.context(path.display()))
     }
 
+    /// Read and parse a record file, leaving out the spec's environment (`spec.env` is empty):
+    /// what a listing needs, since [`Info`](crate::Info) does not show it. Never store the result.
+    pub fn load_without_env(path: &Path) -> Result<Record> {
+        let bytes = std::fs::read(path).map_err(|e| Error::path(path, e))?;
+        let _skip = wire::env::SkipGuard::new();
+        Self::parse(&bytes).map_err(|e| e.context(path.display()))
+    }
+
     /// Parse a record from its JSON bytes.
     pub fn parse(bytes: &[u8]) -> Result<Record> {
         let rec: Record = serde_json::from_slice(bytes)
@@ -317,22 +334,42 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o660)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)
-        .map_err(|e| Error::path(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::path(&tmp, e))?;
-    if durable {
-        f.sync_all().map_err(|e| Error::path(&tmp, e))?;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o660)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+    };
+    let mut f = match open() {
+        // A symlink planted at the temporary name: remove the link (never its target) and retry.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            std::fs::remove_file(&tmp).map_err(|e| Error::path(&tmp, e))?;
+            open()
+        }
+        r => r,
     }
+    .map_err(|e| Error::path(&tmp, e))?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| if durable { f.sync_all() } else { Ok(()) });
     drop(f);
+    if let Err(e) = written {
+        // Out of space, most likely: give back what the partial copy took.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::path(&tmp, e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| Error::path(path, e))?;
     if durable {
         if let Some(dir) = path.parent() {
+            // A bare file name is relative to the working directory.
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();
             }

@@ -322,10 +322,17 @@ impl Pool {
                 Stdio::null()
             });
         let mut child = cmd.spawn().map_err(|e| {
+            // The hint only helps when the program is missing (not, say, out of descriptors).
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    "; set TASKPOOL_SUPERVISOR to its path"
+                }
+                _ => "",
+            };
             Error::new(
                 ErrorKind::Supervisor,
                 format!(
-                    "cannot start the supervisor {}: {e}; set TASKPOOL_SUPERVISOR to its path",
+                    "cannot start the supervisor {}: {e}{hint}",
                     argv[0].to_string_lossy()
                 ),
             )

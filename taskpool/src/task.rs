@@ -150,6 +150,17 @@ impl Task {
             Err(e) if e.kind() == ErrorKind::State => {}
             Err(e) => return Err(e),
         }
+        // Ended, but its supervisor lingers: it owns the record still.
+        if self.pool.socket_path(self.id).exists() {
+            let req = Request::Meta {
+                patch: patch.clone(),
+            };
+            if let Ok(Response::Info { info }) =
+                self.connect().and_then(|mut c| c.request(&req, &[]))
+            {
+                return Ok(*info);
+            }
+        }
         // Ended: update the record under the task's lock, so a restart cannot race us.
         let lock_path = self.pool.lock_path(self.id);
         let f = std::fs::OpenOptions::new()
@@ -157,7 +168,8 @@ impl Task {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::path(&lock_path, e))?;
-        if !lock::try_lock_ofd(&f)? {
+        let spid = self.record()?.supervisor_pid;
+        if !self.lock_after_end(&f, spid)? {
             return Err(Error::new(
                 ErrorKind::State,
                 format!("task {} was restarted meanwhile; try again", self.id),
@@ -395,7 +407,7 @@ impl Task {
             .write(true)
             .open(&lock_path)
         {
-            if !lock::try_lock_ofd(&f)? {
+            if !self.lock_after_end(&f, rec.supervisor_pid)? {
                 return Err(Error::new(
                     ErrorKind::State,
                     format!("task {} was restarted meanwhile; not removed", self.id),
@@ -413,6 +425,46 @@ impl Task {
         }
         std::fs::remove_dir_all(&dir).map_err(|e| Error::path(&dir, e))
     }
+}
+
+impl Task {
+    /// Take the task's lock once its run has ended. The supervisor of an ended run may still hold
+    /// it for a moment (it records the end, answers waiters, then exits) or while it lingers:
+    /// a lingering one is told to exit, and an exiting one is awaited (by pidfd, at most the
+    /// pool's timeout). `Ok(false)` when the lock is still held then: a new run has started.
+    fn lock_after_end(&self, lock_file: &std::fs::File, supervisor: Option<i32>) -> Result<bool> {
+        if lock::try_lock_ofd(lock_file)? {
+            return Ok(true);
+        }
+        if self.record()?.state.is_live() {
+            return Ok(false);
+        }
+        if self.pool.socket_path(self.id).exists() {
+            self.terminate_supervisor(None)?;
+        } else if let Some(pid) = supervisor {
+            wait_for_exit(pid, self.pool.timeout());
+        }
+        lock::try_lock_ofd(lock_file)
+    }
+}
+
+/// Wait until process `pid` has exited, at most `timeout` (a pidfd in `poll`; no polling loop).
+fn wait_for_exit(pid: i32, timeout: Duration) {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;
+    if fd < 0 {
+        return; // already gone
+    }
+    // SAFETY: `fd` was just returned by pidfd_open and nothing else owns it.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `pfd` is a valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut pfd, 1, ms) };
 }
 
 fn unexpected(id: u64, r: &Response) -> Error {

@@ -9,11 +9,46 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(untagged)]
 enum Form {
     Text(String),
     Raw { base64: String },
+}
+
+/// Read by hand rather than derived: an untagged derive buffers every value and tries each form
+/// in turn, and a record holds two of these per environment variable, so `ls` paid for that on
+/// every task. A string is `Text`; a map is `Raw` (its `base64` key; other keys are ignored).
+impl<'de> Deserialize<'de> for Form {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Form, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Form;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or {\"base64\": \"...\"}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Form, E> {
+                Ok(Form::Text(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Form, E> {
+                Ok(Form::Text(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Form, A::Error> {
+                let mut base64 = None;
+                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if k == "base64" {
+                        base64 = Some(m.next_value::<String>()?);
+                    } else {
+                        m.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                base64
+                    .map(|base64| Form::Raw { base64 })
+                    .ok_or_else(|| A::Error::missing_field("base64"))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 fn to_form(s: &OsStr) -> Form {
@@ -95,6 +130,29 @@ pub mod os_vec {
 /// Serde helpers for environment pairs, as a list of `[name, value]` (`#[serde(with = "wire::env")]`).
 pub mod env {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        static SKIP: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// While a guard lives, environments on this thread deserialize as empty: their JSON is
+    /// skipped, not parsed. For listings, which show everything in a record but its environment
+    /// (most of its bytes: two strings per variable).
+    pub(crate) struct SkipGuard(bool);
+
+    impl SkipGuard {
+        pub(crate) fn new() -> SkipGuard {
+            SkipGuard(SKIP.with(|s| s.replace(true)))
+        }
+    }
+
+    impl Drop for SkipGuard {
+        fn drop(&mut self) {
+            SKIP.with(|s| s.set(self.0));
+        }
+    }
+
     /// Serialize each pair as a two-element array.
     pub fn serialize<S: Serializer>(v: &[(OsString, OsString)], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(v.iter().map(|(k, x)| (to_form(k), to_form(x))))
@@ -103,6 +161,10 @@ pub mod env {
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Vec<(OsString, OsString)>, D::Error> {
+        if SKIP.with(|s| s.get()) {
+            serde::de::IgnoredAny::deserialize(d)?;
+            return Ok(Vec::new());
+        }
         Vec::<(Form, Form)>::deserialize(d)?
             .into_iter()
             .map(|(k, v)| Ok((from_form(k)?, from_form(v)?)))

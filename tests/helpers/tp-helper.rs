@@ -4,6 +4,8 @@
 //! - `write N [CHUNK]`: write N bytes (a repeating pattern) to stdout in CHUNK-byte writes.
 //! - `ignore-term`: ignore SIGTERM and SIGINT, print `ready`, sleep until killed.
 //! - `grandchild SECS`: fork a grandchild that keeps stdout open for SECS seconds; print `done`; exit.
+//! - `daemonize SECS [ignore-term]`: double-fork a daemon in a session of its own (out of the task's
+//!   process group) that prints `daemon PID`, closes its stdio and sleeps SECS; exit at once.
 //! - `bytes HEX`: write the bytes given in hex to stdout (non-UTF-8 output).
 //! - `interleave N`: write `out I` to stdout and `err I` to stderr alternately, N times.
 //! - `connect PATH`: connect to a unix socket, send an `info` request, print what comes back.
@@ -62,6 +64,32 @@ fn main() {
                 std::process::exit(0);
             }
             writeln!(out, "done {pid}").unwrap();
+        }
+        "daemonize" => {
+            let secs: u64 = arg(1).parse().unwrap_or(60);
+            let ignore = arg(2) == "ignore-term";
+            // SAFETY: fork, setsid, dup2, signal and _exit in a single-threaded program.
+            unsafe {
+                let pid = libc::fork();
+                if pid > 0 {
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                    return;
+                }
+                libc::setsid();
+                if libc::fork() > 0 {
+                    libc::_exit(0);
+                }
+                if ignore {
+                    libc::signal(libc::SIGTERM, libc::SIG_IGN);
+                }
+                writeln!(out, "daemon {}", libc::getpid()).unwrap();
+                out.flush().unwrap();
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                for fd in 0..3 {
+                    libc::dup2(null, fd);
+                }
+            }
+            std::thread::sleep(Duration::from_secs(secs));
         }
         "bytes" => {
             let hex = arg(1);

@@ -128,7 +128,7 @@ fn meta_from_inside_the_task_and_merge_patch() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    tp.ok(["wait", &id]);
+    tp.wait_ok(&id);
     let info: serde_json::Value = serde_json::from_str(&tp.ok(["info", &id, "--json"])).unwrap();
     eq!(info["meta"], json!({"progress": 40, "note": "half way"}));
     // From outside, on an ended task: JSON values, and null deletes.
@@ -298,4 +298,30 @@ fn bad_input_gets_one_line_errors_and_exit_codes() {
     let list: serde_json::Value = serde_json::from_str(&tp.ok(["ls", "--json"])).unwrap();
     eq!(list.as_array().unwrap().len(), 1);
     eq!(std::fs::read_dir(tp.dir.join("tasks")).unwrap().count(), 1);
+}
+
+#[test]
+fn a_task_finds_its_own_record_the_moment_it_starts() {
+    // Regression: the record used to be written only after the command was started, so a task
+    // asking for itself at once could be told it did not exist.
+    let tp = TestPool::new();
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for _ in 0..10 {
+        let out = tp
+            .cmd()
+            .env("PATH", &path)
+            .args([
+                "spawn",
+                "-c",
+                "taskpool info \"$TASKPOOL_TASK_ID\" >/dev/null",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        tp.wait_ok(String::from_utf8_lossy(&out.stdout).trim());
+    }
 }

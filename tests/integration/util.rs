@@ -43,6 +43,8 @@ pub struct TestPool {
     pub dir: PathBuf,
     pub pool: Pool,
     root: PathBuf,
+    /// A tmpfs is mounted at `root` (see [`TestPool::on_tmpfs`]).
+    mounted: bool,
 }
 
 impl TestPool {
@@ -56,10 +58,44 @@ impl TestPool {
         let root = std::env::temp_dir().join(format!("taskpool-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self::in_root(root, name, false)
+    }
+
+    /// A pool on a tmpfs of `size` bytes of its own (a small disk to fill), or `None` when
+    /// mounting is not possible here (not root).
+    pub fn on_tmpfs(size: u64) -> Option<TestPool> {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("taskpool-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(&root)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::fs::remove_dir(&root);
+            return None;
+        }
+        Some(Self::in_root(root, "pool", true))
+    }
+
+    fn in_root(root: PathBuf, name: &str, mounted: bool) -> TestPool {
         let dir = root.join(name);
         let mut pool = Pool::open_or_create(&dir, Default::default()).expect("create pool");
         pool.set_supervisor_cmd(vec![bin("taskpool-supervisor").into()]);
-        TestPool { dir, pool, root }
+        TestPool {
+            dir,
+            pool,
+            root,
+            mounted,
+        }
     }
 
     /// A `taskpool` command against this pool (environment cleaned of any enclosing task's).
@@ -120,6 +156,19 @@ impl TestPool {
     pub fn info(&self, id: u64) -> serde_json::Value {
         serde_json::from_str(&self.ok(["info", &id.to_string(), "--json"])).expect("info json")
     }
+
+    /// `taskpool wait ID`, asserting the task succeeded; on failure the task's output is shown.
+    pub fn wait_ok(&self, id: &str) {
+        let out = self.run(["wait", id]);
+        if !out.status.success() {
+            let task_out = self.run(["output", id]);
+            panic!(
+                "task {id} did not succeed ({})\ntask output: {}",
+                out.status,
+                String::from_utf8_lossy(&task_out.stdout)
+            );
+        }
+    }
 }
 
 impl Drop for TestPool {
@@ -135,6 +184,10 @@ impl Drop for TestPool {
                     let _ = t.terminate_supervisor(Some(Duration::from_millis(200)));
                 }
             }
+        }
+        if self.mounted {
+            // Lazily: a supervisor that is just exiting may still have its working directory there.
+            let _ = Command::new("umount").arg("-l").arg(&self.root).status();
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }

@@ -1,0 +1,144 @@
+//! The output path: a task writing a lot to stdout (small writes with `head -c`, 1 MiB writes with
+//! `dd bs=1M`) against the same command writing straight to a file, with a follower reading every
+//! byte; the supervisor's CPU time and peak RSS; and peak RSS while a task writes 10 GiB.
+
+use crate::probe::{cpu_seconds, peak_rss_kib};
+use crate::Ctx;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use taskpool::{Event, Pool, SpawnOptions, Stream};
+
+const GIB: u64 = 1 << 30;
+
+struct Run {
+    secs: f64,
+    cpu: f64,
+    hwm_kib: f64,
+}
+
+/// Run `cmd` as a task (lingering, so its supervisor can be read after the end), with a follower
+/// from offset 0 if `follow`; check that the follower and the log saw `bytes` bytes.
+fn through_pool(pool: &Pool, cmd: &str, bytes: u64, follow: bool) -> Run {
+    let t0 = Instant::now();
+    let task = pool
+        .spawn(&SpawnOptions::shell(cmd).linger(Duration::from_secs(120)))
+        .expect("spawn");
+    let follower = follow.then(|| {
+        let f = task.follow(0).expect("follow");
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            for e in f {
+                if let Event::Output { data, .. } = e.expect("follow event") {
+                    n += data.len() as u64;
+                }
+            }
+            n
+        })
+    });
+    let info = task.wait().expect("wait");
+    let secs = t0.elapsed().as_secs_f64();
+    let sup = info.supervisor_pid.expect("supervisor pid");
+    let cpu = cpu_seconds(sup).expect("supervisor cpu");
+    let hwm_kib = peak_rss_kib(sup).expect("supervisor peak rss") as f64;
+    if let Some(f) = follower {
+        assert_eq!(f.join().unwrap(), bytes, "the follower missed bytes");
+    }
+    let on_disk = std::fs::metadata(pool.output_path(task.id(), info.run, Stream::Stdout))
+        .unwrap()
+        .len();
+    assert_eq!(on_disk, bytes, "the log missed bytes");
+    task.terminate_supervisor(None).expect("end the linger");
+    task.remove(false).expect("remove");
+    Run { secs, cpu, hwm_kib }
+}
+
+/// Every output-path measurement.
+pub fn run(cx: &mut Ctx) {
+    eprintln!("output:");
+    let pool = cx.pool("output");
+    let bytes = if cx.quick { 64 << 20 } else { GIB };
+    let reps = cx.n(3, 1);
+    let label = if cx.quick { "64MiB" } else { "1GiB" };
+    let file = cx.root.join("straight.out");
+    for (what, cmd) in [
+        (
+            "head -c (small writes)",
+            format!("head -c {bytes} /dev/zero"),
+        ),
+        (
+            "dd bs=1M",
+            format!("dd if=/dev/zero bs=1M count={} status=none", bytes >> 20),
+        ),
+    ] {
+        let base: Vec<f64> = (0..reps)
+            .map(|_| {
+                let _ = std::fs::remove_file(&file);
+                let t0 = Instant::now();
+                assert!(Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("{cmd} > {}", file.display()))
+                    .status()
+                    .unwrap()
+                    .success());
+                t0.elapsed().as_secs_f64()
+            })
+            .collect();
+        let _ = std::fs::remove_file(&file);
+        let b = cx.report.add(
+            "output",
+            format!("baseline: {what} {label} > file"),
+            "s",
+            base,
+            "",
+        );
+        let runs: Vec<Run> = (0..reps)
+            .map(|_| through_pool(&pool, &cmd, bytes, true))
+            .collect();
+        let o = cx.report.add(
+            "output",
+            format!("{what} {label} as a task, 1 follower"),
+            "s",
+            runs.iter().map(|r| r.secs).collect(),
+            "",
+        );
+        let r = cx.report.median(o) / cx.report.median(b);
+        cx.report.add(
+            "output",
+            format!("ratio task / file, {what}"),
+            "x",
+            vec![r],
+            "target: <= 1.1",
+        );
+        let per_gib: Vec<f64> = runs
+            .iter()
+            .map(|r| r.cpu * GIB as f64 / bytes as f64)
+            .collect();
+        cx.report.add(
+            "output",
+            format!("supervisor CPU per GiB, {what}"),
+            "s",
+            per_gib,
+            "target: <= 1",
+        );
+        cx.report.add(
+            "output",
+            format!("supervisor peak RSS, {what}"),
+            "KiB",
+            runs.iter().map(|r| r.hwm_kib).collect(),
+            "buffer 1 MiB per stream",
+        );
+    }
+    if !cx.quick {
+        let big = 10 * GIB;
+        let r = through_pool(&pool, &format!("head -c {big} /dev/zero"), big, false);
+        cx.report.add(
+            "output",
+            "supervisor peak RSS while a task writes 10GiB",
+            "KiB",
+            vec![r.hwm_kib],
+            "bounded: buffer + constant",
+        );
+        cx.report
+            .add("output", "head -c 10GiB as a task", "s", vec![r.secs], "");
+    }
+}
