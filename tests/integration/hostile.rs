@@ -348,3 +348,22 @@ fn a_non_utf8_environment_value_reaches_the_task_unchanged_and_shows_escaped() {
         .map(|(_, v)| v.as_bytes());
     eq!(v, Some(&b"caf\xe9\x1b[2J"[..]));
 }
+
+/// Found by fuzzing (`parse_request`): without correctly rounded float parsing, a large number in
+/// meta changed a little each time the record was rewritten.
+#[test]
+fn meta_numbers_survive_record_rewrites_exactly() {
+    let tp = TestPool::new();
+    let meta = r#"{"big":7779999999999999999999999777777771,"frac":0.30000000000000004,"e":1.7976931348623157e308}"#;
+    let id = tp.spawn(["--meta-json", meta, "--", "sleep", "30"]);
+    let ids = id.to_string();
+    let first = tp.info(id)["meta"].clone();
+    for i in 0..3 {
+        tp.ok(["meta", &ids, &format!("n={i}")]);
+    }
+    let mut last = tp.info(id)["meta"].clone();
+    last.as_object_mut().unwrap().remove("n");
+    eq!(last.to_string(), first.to_string());
+    let expected: serde_json::Value = serde_json::from_str(meta).unwrap();
+    eq!(first.to_string(), expected.to_string());
+}
