@@ -6,7 +6,7 @@
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use taskpool::protocol::{encode_line, parse_request, read_response, Request, Response, Stream};
 use taskpool::record::Record;
 use taskpool::{Info, SpawnOptions};
@@ -86,7 +86,7 @@ fn output_frames(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("raw decode", size), |b| {
             let (mut line, mut buf) = (Vec::new(), Vec::new());
             b.iter(|| {
-                let mut r = BufReader::new(black_box(&raw[..]));
+                let mut r: &[u8] = black_box(&raw[..]);
                 read_response(&mut r, &mut line, &mut buf).unwrap().unwrap();
                 buf.len()
             })

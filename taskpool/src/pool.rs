@@ -509,20 +509,40 @@ impl Pool {
 
     /// Every task for which `pred` returns true.
     pub fn search_with(&self, mut pred: impl FnMut(&Info) -> bool) -> Result<Vec<Info>> {
-        let mut out = Vec::new();
-        for id in self.ids()? {
+        let mut infos = self.infos(&self.ids()?)?;
+        infos.retain(|info| pred(info));
+        Ok(infos)
+    }
+
+    /// The info of each of `ids`, in order, skipping tasks removed meanwhile. Each is a few
+    /// system calls and a parse, independent of the others: a large pool is read by one thread
+    /// per core (at most [`LIST_THREADS`]).
+    fn infos(&self, ids: &[u64]) -> Result<Vec<Info>> {
+        let one = |id: u64| -> Option<Result<Info>> {
             // Info does not show the environment: skip parsing it (most of a record's bytes).
-            let rec = match self.load_record_as(id, Record::load_without_env) {
-                Ok(r) => r,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let info = Info::from_record(&rec);
-            if pred(&info) {
-                out.push(info);
+            match self.load_record_as(id, Record::load_without_env) {
+                Ok(rec) => Some(Ok(Info::from_record(&rec))),
+                Err(e) if e.kind() == ErrorKind::NotFound => None,
+                Err(e) => Some(Err(e)),
             }
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(LIST_THREADS));
+        if threads < 2 || ids.len() < LIST_PARALLEL_FROM {
+            return ids.iter().filter_map(|&id| one(id)).collect();
         }
-        Ok(out)
+        let one = &one;
+        std::thread::scope(|s| {
+            let parts: Vec<_> = ids
+                .chunks(ids.len().div_ceil(threads))
+                .map(|part| s.spawn(move || part.iter().filter_map(|&id| one(id)).collect()))
+                .collect();
+            let mut all = Vec::with_capacity(ids.len());
+            for part in parts {
+                let infos: Result<Vec<Info>> = part.join().expect("a listing thread panicked");
+                all.extend(infos?);
+            }
+            Ok(all)
+        })
     }
 
     /// Remove the records and output of ended tasks (those ended before `older_than` ago, when
@@ -546,6 +566,11 @@ impl Pool {
         Ok(removed)
     }
 }
+
+/// The most threads a listing reads records with.
+const LIST_THREADS: usize = 4;
+/// Pools with fewer tasks are listed by the calling thread alone.
+const LIST_PARALLEL_FROM: usize = 256;
 
 fn is_executable(p: &Path) -> bool {
     fs::metadata(p)

@@ -432,7 +432,11 @@ impl Task {
     /// it for a moment (it records the end, answers waiters, then exits) or while it lingers:
     /// a lingering one is told to exit, and an exiting one is awaited (by pidfd, at most the
     /// pool's timeout). `Ok(false)` when the lock is still held then: a new run has started.
-    fn lock_after_end(&self, lock_file: &std::fs::File, supervisor: Option<i32>) -> Result<bool> {
+    pub(crate) fn lock_after_end(
+        &self,
+        lock_file: &std::fs::File,
+        supervisor: Option<i32>,
+    ) -> Result<bool> {
         if lock::try_lock_ofd(lock_file)? {
             return Ok(true);
         }

@@ -325,3 +325,24 @@ fn a_task_finds_its_own_record_the_moment_it_starts() {
         tp.wait_ok(String::from_utf8_lossy(&out.stdout).trim());
     }
 }
+
+#[test]
+fn restart_right_after_wait_and_of_a_lingering_task() {
+    // Regression: a restart issued the moment `wait` returned could find the previous run's
+    // supervisor still holding the task's lock ("already has a live supervisor").
+    let tp = TestPool::new();
+    let id = tp.spawn(["--", "true"]).to_string();
+    for run in 2..=6 {
+        tp.wait_ok(&id);
+        tp.ok(["restart", &id]);
+        eq!(tp.info(id.parse().unwrap())["run"], json!(run));
+    }
+    tp.wait_ok(&id);
+    // A supervisor lingering after the end is told to go, and the restart proceeds.
+    let lingering = tp.spawn(["--linger", "1h", "--", "true"]).to_string();
+    tp.wait_ok(&lingering);
+    assert!(tp.pool.socket_path(lingering.parse().unwrap()).exists());
+    tp.ok(["restart", &lingering]);
+    tp.wait_ok(&lingering);
+    eq!(tp.info(lingering.parse().unwrap())["run"], json!(2));
+}
