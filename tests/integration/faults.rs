@@ -3,7 +3,7 @@
 
 use crate::util::*;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 use taskpool::ErrorKind;
@@ -242,16 +242,6 @@ fn a_client_that_never_reads_does_not_block_the_task() {
     let (_r, mut w) = raw_conn(&tp, id.parse().unwrap());
     w.write_all(b"{\"type\":\"follow\"}\n").unwrap();
     eq!(code(&tp.run(["wait", &id])), 0);
-    let mut all = Vec::new();
-    tp.cmd()
-        .args(["output", &id, "--stdout"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut all)
-        .unwrap();
+    let all = tp.run(["output", &id, "--stdout"]).stdout;
     eq!(all.len(), 20_000_000);
 }

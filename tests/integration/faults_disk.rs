@@ -61,17 +61,7 @@ fn disk_full_while_a_task_writes_keeps_the_task_the_stored_bytes_and_the_final_r
     eq!(end, 2_000_015);
     assert!(info["reason"].as_str().unwrap().contains("No space left"));
     // What was stored is exactly the start of the stream: nothing lost or shifted.
-    let mut stored = Vec::new();
-    tp.cmd()
-        .args(["output", &ids, "--stdout"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stored)
-        .unwrap();
+    let stored = tp.run(["output", &ids, "--stdout"]).stdout;
     eq!(stored.len(), end - unstored);
     eq!(stored.len(), live_stored);
     assert!(stored.len() > 100_000, "only {} bytes stored", stored.len());

@@ -3,8 +3,6 @@
 
 use crate::util::*;
 use serde_json::json;
-use std::io::Read;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -132,15 +130,9 @@ fn far_more_output_than_the_buffer_is_all_on_disk_and_memory_stays_bounded() {
         .as_i64()
         .unwrap();
     // Follow live while it writes: every byte arrives, in order.
-    let mut f = tp
-        .cmd()
-        .args(["output", &id, "--follow"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut got = Vec::new();
-    f.stdout.take().unwrap().read_to_end(&mut got).unwrap();
-    assert!(f.wait().unwrap().success());
+    let followed = tp.run(["output", &id, "--follow"]);
+    assert!(followed.status.success(), "{}", stderr(&followed));
+    let got = followed.stdout;
     eq!(got.len() as u64, total);
     assert!(
         got.iter()
