@@ -229,15 +229,7 @@ fn a_pool_path_longer_than_a_socket_path_works() {
 #[test]
 fn a_client_that_never_reads_does_not_block_the_task() {
     let tp = TestPool::new();
-    let id = tp
-        .spawn([
-            "--",
-            helper().to_str().unwrap(),
-            "write",
-            "20000000",
-            "65536",
-        ])
-        .to_string();
+    let id = tp.spawn_writer(&[], 20_000_000, 65536);
     // Subscribe, then never read.
     let (_r, mut w) = raw_conn(&tp, id.parse().unwrap());
     w.write_all(b"{\"type\":\"follow\"}\n").unwrap();

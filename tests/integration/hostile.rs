@@ -176,15 +176,7 @@ fn thousands_of_connections_at_once_are_each_greeted_or_refused_and_then_release
 #[test]
 fn a_client_that_disconnects_mid_reply_costs_nothing() {
     let tp = TestPool::new();
-    let id = tp
-        .spawn([
-            "--",
-            helper().to_str().unwrap(),
-            "write",
-            "4000000",
-            "65536",
-        ])
-        .to_string();
+    let id = tp.spawn_writer(&[], 4_000_000, 65536);
     eq!(code(&tp.run(["wait", &id])), 0);
     let id: u64 = id.parse().unwrap();
     let spid = tp.info(id)["supervisor_pid"].as_i64();

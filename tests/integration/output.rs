@@ -113,19 +113,7 @@ fn follow_streams_until_the_end() {
 fn far_more_output_than_the_buffer_is_all_on_disk_and_memory_stays_bounded() {
     let tp = TestPool::new();
     let total: u64 = 32 * 1024 * 1024;
-    let id = tp
-        .spawn([
-            "--buffer",
-            "64K",
-            "--linger",
-            "30s",
-            "--",
-            helper().to_str().unwrap(),
-            "write",
-            &total.to_string(),
-            "65536",
-        ])
-        .to_string();
+    let id = tp.spawn_writer(&["--buffer", "64K", "--linger", "30s"], total, 65536);
     let spid = tp.info(id.parse().unwrap())["supervisor_pid"]
         .as_i64()
         .unwrap();
@@ -163,19 +151,7 @@ fn far_more_output_than_the_buffer_is_all_on_disk_and_memory_stays_bounded() {
 #[test]
 fn log_cap_drops_the_oldest_bytes_and_says_how_many() {
     let tp = TestPool::new();
-    let id = tp
-        .spawn([
-            "--log-max",
-            "64K",
-            "--buffer",
-            "16K",
-            "--",
-            helper().to_str().unwrap(),
-            "write",
-            "1048576",
-            "4096",
-        ])
-        .to_string();
+    let id = tp.spawn_writer(&["--log-max", "64K", "--buffer", "16K"], 1 << 20, 4096);
     tp.ok(["wait", &id]);
     let info = tp.info(id.parse().unwrap());
     let s = &info["streams"]["stdout"];

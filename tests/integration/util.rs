@@ -152,6 +152,16 @@ impl TestPool {
             .unwrap_or_else(|_| panic!("spawn printed {out:?}"))
     }
 
+    /// Spawn the helper writing `bytes` bytes of a known pattern in `chunk`-byte writes, with
+    /// spawn options `opts`; returns the id as text.
+    pub fn spawn_writer(&self, opts: &[&str], bytes: u64, chunk: usize) -> String {
+        let (bytes, chunk) = (bytes.to_string(), chunk.to_string());
+        let h = helper();
+        let mut args: Vec<&str> = opts.to_vec();
+        args.extend(["--", h.to_str().unwrap(), "write", &bytes, &chunk]);
+        self.spawn(args).to_string()
+    }
+
     /// `taskpool info ID --json` parsed.
     pub fn info(&self, id: u64) -> serde_json::Value {
         serde_json::from_str(&self.ok(["info", &id.to_string(), "--json"])).expect("info json")
