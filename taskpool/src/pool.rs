@@ -563,9 +563,34 @@ impl Pool {
             self.task(info.id)?.remove(false)?;
             removed.push(info.id);
         }
+        self.clean_abandoned()?;
         Ok(removed)
     }
+
+    /// Remove task directories that never got a record: a spawn whose caller was killed between
+    /// taking the id and starting the supervisor. Only those older than [`ABANDONED_AFTER`] whose
+    /// lock nobody holds, so a spawn in progress is never touched.
+    fn clean_abandoned(&self) -> Result<()> {
+        for id in self.ids()? {
+            let dir = self.task_dir(id);
+            if self.record_path(id).exists() || lock::probe(&self.lock_path(id))? == Probe::Held {
+                continue;
+            }
+            let old = fs::symlink_metadata(&dir)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= ABANDONED_AFTER);
+            if old && fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                fs::remove_dir_all(&dir).map_err(|e| Error::path(&dir, e))?;
+            }
+        }
+        Ok(())
+    }
 }
+
+/// How old a task directory without a record must be before `clean` takes it for abandoned.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
 /// The most threads a listing reads records with.
 const LIST_THREADS: usize = 4;

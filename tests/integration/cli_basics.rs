@@ -346,3 +346,30 @@ fn restart_right_after_wait_and_of_a_lingering_task() {
     tp.wait_ok(&lingering);
     eq!(tp.info(lingering.parse().unwrap())["run"], json!(2));
 }
+
+#[test]
+fn clean_removes_directories_abandoned_by_an_interrupted_spawn() {
+    let tp = TestPool::new();
+    let live = tp.spawn(["--", "sleep", "30"]);
+    // What a spawn killed between taking id 2 and starting its supervisor leaves: a directory.
+    let tasks = tp.dir.join("tasks");
+    let (old, fresh) = (tasks.join("900"), tasks.join("901"));
+    std::fs::create_dir(&old).unwrap();
+    std::fs::create_dir(&fresh).unwrap();
+    let status = std::process::Command::new("touch")
+        .args(["-d", "2 minutes ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    eq!(tp.ok(["clean"]), "");
+    assert!(!old.exists(), "abandoned directory kept");
+    assert!(
+        fresh.exists(),
+        "a directory that may be a spawn in progress was removed"
+    );
+    assert!(
+        tp.pool.record_path(live).exists(),
+        "a live task was touched"
+    );
+}
