@@ -19,6 +19,11 @@ use taskpool::record::{StreamStats, Streams};
 /// Block size punched holes are aligned to, so whole blocks are freed.
 const PUNCH_ALIGN: u64 = 4096;
 
+/// A pipe's default capacity on Linux.
+const DEFAULT_PIPE: usize = 64 << 10;
+/// The capacity asked for a pipe found full (the default `pipe-max-size`).
+const LARGE_PIPE: libc::c_int = 1 << 20;
+
 /// One output stream.
 #[derive(Debug)]
 pub struct StreamCapture {
@@ -31,6 +36,8 @@ pub struct StreamCapture {
     start: u64,
     /// Bytes not written to the file; once non-zero, the file stops growing.
     unstored: u64,
+    /// The pipe was enlarged (or that was tried) after it was first found full.
+    grown: bool,
 }
 
 impl StreamCapture {
@@ -41,6 +48,7 @@ impl StreamCapture {
             ring: Ring::new(usize::try_from(buffer_size).unwrap_or(usize::MAX)),
             start: 0,
             unstored: 0,
+            grown: false,
         }
     }
 
@@ -165,6 +173,16 @@ impl Capture {
         if n == 0 {
             self.stream_mut(s).pipe = None;
             return Pulled::Eof;
+        }
+        if n >= DEFAULT_PIPE && !self.stream(s).grown {
+            // A pipe found full belongs to a task that writes a lot: give it a larger pipe, so
+            // it and the supervisor wake less often. Only then: a larger pipe for every task
+            // would exhaust the user's pipe-user-pages-soft, and new pipes would shrink.
+            self.stream_mut(s).grown = true;
+            if let Some(p) = self.stream(s).pipe.as_ref() {
+                let _ =
+                    nix::fcntl::fcntl(p.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(LARGE_PIPE));
+            }
         }
         self.append(s, &scratch[..n]);
         Pulled::Bytes(n)

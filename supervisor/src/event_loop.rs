@@ -19,7 +19,7 @@ use std::time::Instant;
 use taskpool::protocol::{Response, Stream, PROTOCOL_VERSION};
 
 /// Bytes read from a pipe at once, and the size of the follow pieces.
-const READ_CHUNK: usize = 64 << 10;
+const READ_CHUNK: usize = 1 << 20;
 
 // Fixed slots of the pollfd vector; clients follow.
 const SIGNALS: usize = 0;
