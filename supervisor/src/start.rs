@@ -179,14 +179,7 @@ pub fn start(orders: &Orders) -> Result<Running> {
 }
 
 fn take_task_lock(id: u64) -> Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o660)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open("lock")
+    let f = taskpool::lock::open(Path::new("lock"), true)
         .map_err(|e| Error::io(format!("task {id}: lock"), e))?;
     if !taskpool::lock::try_lock_ofd(&f)? {
         return Err(Error::new(

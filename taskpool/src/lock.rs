@@ -20,6 +20,19 @@ fn flock_struct(kind: libc::c_short) -> libc::flock {
     fl
 }
 
+/// Open a lock file for locking (read-write, `O_NOFOLLOW`, close-on-exec), creating it with mode
+/// 0660 (less the umask) when `create`. Every lock file of the pool is opened this way.
+pub fn open(path: &Path, create: bool) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .mode(0o660)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// Try to take an exclusive OFD lock on the whole of `file` without waiting. `Ok(false)` when
 /// another open file description holds it.
 pub fn try_lock_ofd(file: &File) -> Result<bool> {

@@ -339,15 +339,7 @@ impl Pool {
     /// is locked while it is bumped).
     pub fn allocate_id(&self) -> Result<u64> {
         let path = self.inner.dir.join("next-id");
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o660)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| Error::path(&path, e))?;
+        let mut f = lock::open(&path, true).map_err(|e| Error::path(&path, e))?;
         f.lock().map_err(|e| Error::path(&path, e))?;
         let mut s = String::new();
         f.read_to_string(&mut s)
@@ -429,11 +421,7 @@ impl Pool {
             ));
         };
         // Take the lock ourselves so that a supervisor starting right now is not overwritten.
-        let held = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(self.lock_path(id))
+        let held = lock::open(&self.lock_path(id), false)
             .ok()
             .and_then(|f| lock::try_lock_ofd(&f).ok().filter(|&ok| ok).map(|_| f));
         match held {

@@ -295,11 +295,7 @@ impl Pool {
         // The previous run's supervisor may still be exiting, or lingering: wait for it (tell a
         // lingering one to go) so the new one can take the task's lock.
         let lock_path = self.lock_path(id);
-        if let Ok(f) = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-        {
+        if let Ok(f) = crate::lock::open(&lock_path, false) {
             if !Task::new(self.clone(), id).lock_after_end(&f, rec.supervisor_pid)? {
                 return Err(Error::new(
                     ErrorKind::State,

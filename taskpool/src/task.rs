@@ -163,11 +163,7 @@ impl Task {
         }
         // Ended: update the record under the task's lock, so a restart cannot race us.
         let lock_path = self.pool.lock_path(self.id);
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::path(&lock_path, e))?;
+        let f = lock::open(&lock_path, false).map_err(|e| Error::path(&lock_path, e))?;
         let spid = self.record()?.supervisor_pid;
         if !self.lock_after_end(&f, spid)? {
             return Err(Error::new(
@@ -402,11 +398,7 @@ impl Task {
         }
         let dir = self.pool.task_dir(self.id);
         let lock_path = self.pool.lock_path(self.id);
-        if let Ok(f) = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-        {
+        if let Ok(f) = lock::open(&lock_path, false) {
             if !self.lock_after_end(&f, rec.supervisor_pid)? {
                 return Err(Error::new(
                     ErrorKind::State,
