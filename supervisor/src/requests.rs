@@ -116,6 +116,7 @@ fn dispatch(core: &mut Core, c: &mut Client, req: Request) {
         Request::CloseStdin => on_close_stdin(core, c),
         Request::Follow { from } => on_follow(core, c, from),
         Request::Wait => on_wait(c),
+        Request::Wake => c.queue(&Response::Ok),
         Request::Terminate { grace_ms } => on_terminate(core, c, grace_ms),
     }
 }

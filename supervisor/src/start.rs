@@ -214,6 +214,11 @@ fn initial_record(orders: &Orders) -> Result<Record> {
             supervisor_pid: None,
             reason: None,
             runs: vec![RunRecord::new(1)],
+            waiting_for: None,
+            next_start: None,
+            overlaps: 0,
+            report: None,
+            lost_from: None,
         });
     }
     let path = orders.pool.record_path(l.id);

@@ -2,7 +2,8 @@
 //! return. It is derived from the [`Record`] (and, for a live task asked directly, the supervisor's
 //! fresh counters). Its JSON Schema is `docs/info.schema.json`.
 
-use crate::record::{Behavior, Record, State, Status, Streams, Timestamp};
+use crate::record::{Behavior, Record, State, Status, Streams, Timestamp, WaitingFor};
+use crate::report::Report;
 use crate::wire;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
@@ -54,6 +55,41 @@ pub struct Info {
     pub reason: Option<String>,
     /// Output counters of the current or latest run.
     pub streams: Streams,
+    /// The group whose limit the task counts against.
+    pub group: Option<String>,
+    /// What a `queued` or `waiting` task waits for.
+    pub waiting_for: Option<WaitingFor>,
+    /// When a `scheduled` task starts next.
+    pub next_start: Option<Timestamp>,
+    /// The current or latest run's attempt (2 and up: restarts).
+    pub attempt: u32,
+    /// Firings of a recurring task skipped because the previous run was still going.
+    pub overlaps: u32,
+    /// Every run so far, oldest first.
+    pub runs: Vec<RunSummary>,
+    /// The completion report of the latest end.
+    pub report: Option<Box<Report>>,
+}
+
+/// One run in a task's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run number, from 1 (`output --run N`).
+    pub run: u32,
+    /// The attempt it was (2 and up: restarts).
+    pub attempt: u32,
+    /// When it started.
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub ended_at: Option<Timestamp>,
+    /// Its exit code.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it.
+    pub signal: Option<String>,
+    /// Its status, once over.
+    pub status: Option<Status>,
+    /// Seconds from start to end.
+    pub duration: Option<f64>,
 }
 
 impl Info {
@@ -93,6 +129,26 @@ impl Info {
             lockfile: rec.spec.lockfile.clone(),
             reason: rec.reason.clone(),
             streams: run.map(|r| r.streams).unwrap_or_default(),
+            group: rec.spec.plan.group.clone(),
+            waiting_for: rec.waiting_for.clone(),
+            next_start: rec.next_start,
+            attempt: run.map(|r| r.attempt).unwrap_or(0),
+            overlaps: rec.overlaps,
+            runs: rec
+                .runs
+                .iter()
+                .map(|r| RunSummary {
+                    run: r.run,
+                    attempt: r.attempt,
+                    started_at: r.started_at,
+                    ended_at: r.ended_at,
+                    exit_code: r.exit_code,
+                    signal: r.signal.clone(),
+                    status: r.status,
+                    duration: r.duration(),
+                })
+                .collect(),
+            report: rec.report.clone(),
         }
     }
 

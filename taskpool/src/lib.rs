@@ -44,9 +44,12 @@ pub mod lock;
 pub mod meta;
 pub mod output;
 pub mod pattern;
+pub mod plan;
 pub mod pool;
 pub mod protocol;
 pub mod record;
+pub mod report;
+pub mod schedule;
 pub mod signal;
 pub mod spawn;
 pub mod task;
@@ -54,9 +57,11 @@ pub mod wire;
 
 pub use error::{Error, ErrorKind, Result};
 pub use info::Info;
+pub use plan::{Backoff, Hooks, Plan, Repeat, RestartPolicy};
 pub use pool::{CreateOptions, Pool};
 pub use protocol::Stream;
-pub use record::{Behavior, Command, State, Status, Stdin};
+pub use record::{Behavior, Command, State, Status, Stdin, WaitingFor};
+pub use report::{HookResult, Report};
 pub use spawn::SpawnOptions;
 pub use task::{Event, Follow, Task};
 

@@ -113,8 +113,12 @@ pub enum Request {
         #[serde(default)]
         from: u64,
     },
-    /// Reply `end` once the task has ended.
+    /// Reply `end` once the task has ended for good (a recurring or restarting task: once it
+    /// has stopped).
     Wait,
+    /// Look again at what a deferred task waits for (a group slot may have freed, a limit
+    /// changed); reply `ok`. Sent by supervisors and `taskpool group set` to queued tasks.
+    Wake,
     /// End the task (INT, TERM, KILL with a grace between), record the end and exit. Reply `ok`
     /// at once; the connection closes when the supervisor exits.
     Terminate {
@@ -218,6 +222,10 @@ pub struct Launch {
     /// Re-run an ended task as a new run.
     #[serde(default)]
     pub restart: bool,
+    /// Re-arm a deferred or recurring task whose supervisor was lost (`taskpool restore`): the
+    /// record is kept and the plan carried on.
+    #[serde(default)]
+    pub restore: bool,
 }
 
 /// A starting supervisor's one-line answer on its stdout: ready, or why not.
@@ -232,6 +240,13 @@ pub enum LaunchReply {
         pid: i32,
         /// The run number.
         run: u32,
+    },
+    /// The task was durably accepted and waits (state `queued`, `waiting` or `scheduled`).
+    Accepted {
+        /// The supervisor's pid.
+        supervisor_pid: i32,
+        /// The state it waits in.
+        state: State,
     },
     /// The task could not be started; nothing was left behind.
     Error {

@@ -4,6 +4,7 @@
 //! record. Everything about an ended task is answered from this file without a live supervisor.
 
 use crate::error::{Error, ErrorKind, Result};
+pub use crate::plan::Plan;
 use crate::wire;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
@@ -22,32 +23,65 @@ pub fn now() -> Timestamp {
     chrono::Local::now().fixed_offset()
 }
 
-/// Where a task is in its life. `Running` and `Paused` are live; `Exited` and `Lost` are over.
+/// Where a task is in its life. `Queued`, `Waiting`, `Scheduled`, `Running` and `Paused` are live
+/// (a supervisor answers for the task); `Exited`, `Skipped` and `Lost` are over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
+    /// Waiting for a slot in its group (`--group`); `waiting_for` names the group.
+    Queued,
+    /// Waiting for a lock file (`--wait-lock`) or for predecessors (`--after…`); `waiting_for`
+    /// says which.
+    Waiting,
+    /// Waiting for a time: a delayed, recurring or retried task; `next_start` gives it.
+    Scheduled,
     /// The command is running.
     Running,
     /// The command's process group is stopped (`pause`); `resume` continues it.
     Paused,
-    /// The command ran and ended.
+    /// The command ran and ended (for good: no retry or firing follows).
     Exited,
+    /// The task ended without running (again): a condition could not be met, or it was
+    /// cancelled while deferred; `reason` says why.
+    Skipped,
     /// The supervisor vanished without recording the end.
     Lost,
 }
 
 impl State {
+    /// Every state, in life order.
+    pub const ALL: [State; 8] = [
+        State::Queued,
+        State::Waiting,
+        State::Scheduled,
+        State::Running,
+        State::Paused,
+        State::Exited,
+        State::Skipped,
+        State::Lost,
+    ];
+
     /// True while a supervisor is responsible for the task.
     pub fn is_live(self) -> bool {
-        matches!(self, State::Running | State::Paused)
+        !matches!(self, State::Exited | State::Skipped | State::Lost)
+    }
+
+    /// True for the live states in which the command is not running: the task waits for a
+    /// slot, a lock, its predecessors or a time.
+    pub fn is_deferred(self) -> bool {
+        matches!(self, State::Queued | State::Waiting | State::Scheduled)
     }
 
     /// The lower-case name used in JSON and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Queued => "queued",
+            State::Waiting => "waiting",
+            State::Scheduled => "scheduled",
             State::Running => "running",
             State::Paused => "paused",
             State::Exited => "exited",
+            State::Skipped => "skipped",
             State::Lost => "lost",
         }
     }
@@ -59,23 +93,57 @@ impl State {
 pub enum Status {
     /// Exit code 0.
     Success,
+    /// An exit code listed in `--warn-codes`: success, with warnings.
+    Warning,
     /// A non-zero exit code, or the command could not be started.
     Failure,
     /// Ended by a signal.
     Killed,
+    /// Ended by `--timeout`: the run lasted too long and its process group was terminated.
+    Timeout,
+    /// Never ran: a condition could not be met, or it was cancelled while deferred.
+    Skipped,
     /// The supervisor vanished; the outcome is unknown.
     Lost,
 }
 
 impl Status {
+    /// Every status.
+    pub const ALL: [Status; 7] = [
+        Status::Success,
+        Status::Warning,
+        Status::Failure,
+        Status::Killed,
+        Status::Timeout,
+        Status::Skipped,
+        Status::Lost,
+    ];
+
     /// The lower-case name used in JSON and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Success => "success",
+            Status::Warning => "warning",
             Status::Failure => "failure",
             Status::Killed => "killed",
+            Status::Timeout => "timeout",
+            Status::Skipped => "skipped",
             Status::Lost => "lost",
         }
+    }
+
+    /// True for `success` and `warning`: what `--after` requires of a predecessor.
+    pub fn is_ok(self) -> bool {
+        matches!(self, Status::Success | Status::Warning)
+    }
+
+    /// True for `failure`, `killed`, `timeout` and `lost`: what `--after-failure` and
+    /// `--on-failure` take for a failure.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Status::Failure | Status::Killed | Status::Timeout | Status::Lost
+        )
     }
 }
 
@@ -171,6 +239,9 @@ pub struct Spec {
     pub behavior: Behavior,
     /// Grace between INT, TERM and KILL when terminating, in milliseconds.
     pub grace_ms: u64,
+    /// When and under which conditions the command runs, how often, and what follows its end.
+    #[serde(default, skip_serializing_if = "Plan::is_default")]
+    pub plan: Plan,
 }
 
 /// Per-stream byte counters: offsets are absolute positions in the stream.
@@ -227,6 +298,13 @@ pub struct RunRecord {
     /// Output counters (final once the run is over).
     #[serde(default)]
     pub streams: Streams,
+    /// The attempt this run was, from 1: 2 and up are restarts by `--restart`.
+    #[serde(default = "one")]
+    pub attempt: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl RunRecord {
@@ -241,7 +319,14 @@ impl RunRecord {
             signal: None,
             status: None,
             streams: Streams::default(),
+            attempt: 1,
         }
+    }
+
+    /// Seconds from start to end, once both are known.
+    pub fn duration(&self) -> Option<f64> {
+        let (s, e) = (self.started_at?, self.ended_at?);
+        Some((e - s).num_milliseconds().max(0) as f64 / 1000.0)
     }
 }
 
@@ -267,6 +352,72 @@ pub struct Record {
     pub reason: Option<String>,
     /// The runs, oldest first; the last one is the current or latest run.
     pub runs: Vec<RunRecord>,
+    /// What a `queued` or `waiting` task waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<WaitingFor>,
+    /// When a `scheduled` task starts next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_start: Option<Timestamp>,
+    /// Firings of a recurring task that were skipped because the previous run was still going.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub overlaps: u32,
+    /// The completion report of the latest end (written at every end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Box<crate::report::Report>>,
+    /// The state the task was in when its supervisor was found gone (`lost` tasks), so that
+    /// `restore` knows what to re-arm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_from: Option<State>,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What a deferred task waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WaitingFor {
+    /// A slot in a group (state `queued`).
+    Slot {
+        /// The group.
+        group: String,
+        /// The group's limit when last looked at.
+        parallel: Option<u32>,
+    },
+    /// A lock file held by another process (`--wait-lock`).
+    Lock {
+        /// The lock file.
+        #[serde(with = "wire::path")]
+        lockfile: PathBuf,
+        /// Its holder, as written in the file (usually a pid).
+        holder: Option<String>,
+    },
+    /// Predecessors that have not ended yet (`--after`, `--after-any`, `--after-failure`).
+    Tasks {
+        /// Their ids.
+        ids: Vec<u64>,
+    },
+}
+
+impl WaitingFor {
+    /// A one-line description, e.g. `lockfile /tmp/x (held by 123)`.
+    pub fn describe(&self) -> String {
+        match self {
+            WaitingFor::Slot { group, parallel } => match parallel {
+                Some(n) => format!("a slot in group {group} (limit {n})"),
+                None => format!("a slot in group {group}"),
+            },
+            WaitingFor::Lock { lockfile, holder } => match holder {
+                Some(h) => format!("lockfile {} (held by {h})", lockfile.display()),
+                None => format!("lockfile {}", lockfile.display()),
+            },
+            WaitingFor::Tasks { ids } => {
+                let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+                format!("task {}", ids.join(", "))
+            }
+        }
+    }
 }
 
 impl Record {
@@ -280,12 +431,14 @@ impl Record {
         self.runs.last_mut()
     }
 
-    /// The task's status: that of the latest run once over, `None` while live.
+    /// The task's status: `skipped` for a skipped task, `lost` for a lost one, else that of the
+    /// latest run once over; `None` while live.
     pub fn status(&self) -> Option<Status> {
-        if self.state.is_live() {
-            None
-        } else {
-            self.current().and_then(|r| r.status)
+        match self.state {
+            State::Skipped => Some(Status::Skipped),
+            State::Lost => Some(Status::Lost),
+            s if s.is_live() => None,
+            _ => self.current().and_then(|r| r.status),
         }
     }
 

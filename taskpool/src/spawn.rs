@@ -6,9 +6,10 @@
 //! on failure nothing is left behind (no process, no socket, no record).
 
 use crate::error::{kind_from_name, Error, ErrorKind, Result};
+use crate::plan::{Backoff, Hooks, Plan, Repeat, RestartPolicy};
 use crate::pool::Pool;
 use crate::protocol::{encode_line, Launch, LaunchReply};
-use crate::record::{Behavior, Command, Spec, Stdin};
+use crate::record::{Behavior, Command, Spec, Stdin, Timestamp};
 use crate::task::Task;
 use serde_json::{Map, Value};
 use std::ffi::OsString;
@@ -54,6 +55,8 @@ pub struct SpawnOptions {
     pub behavior: Behavior,
     /// Grace between INT, TERM and KILL when terminating (default 2 s).
     pub grace: Duration,
+    /// Groups, locks, chains, schedules, restarts, timeout, warning codes and hooks.
+    pub plan: Plan,
 }
 
 impl SpawnOptions {
@@ -73,6 +76,7 @@ impl SpawnOptions {
             linger: None,
             behavior: Behavior::Daemon,
             grace: DEFAULT_GRACE,
+            plan: Plan::default(),
         }
     }
 
@@ -174,6 +178,116 @@ impl SpawnOptions {
         self
     }
 
+    /// Count the task's runs against `group`'s limit, queueing it until a slot is free.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.plan.group = Some(group.into());
+        self
+    }
+
+    /// Set the queue priority within the group (higher starts first).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.plan.priority = priority;
+        self
+    }
+
+    /// Wait for the lock file instead of failing while another process holds it.
+    pub fn wait_lock(mut self, yes: bool) -> Self {
+        self.plan.wait_lock = yes;
+        self
+    }
+
+    /// Start once every task in `ids` has ended `success` or `warning`.
+    pub fn after(mut self, ids: impl IntoIterator<Item = u64>) -> Self {
+        self.plan.after.extend(ids);
+        self
+    }
+
+    /// Start once every task in `ids` has ended, whatever its status.
+    pub fn after_any(mut self, ids: impl IntoIterator<Item = u64>) -> Self {
+        self.plan.after_any.extend(ids);
+        self
+    }
+
+    /// Start only once every task in `ids` has ended `failure`, `killed`, `timeout` or `lost`.
+    pub fn after_failure(mut self, ids: impl IntoIterator<Item = u64>) -> Self {
+        self.plan.after_failure.extend(ids);
+        self
+    }
+
+    /// Start no earlier than `d` from now.
+    pub fn delay(mut self, d: Duration) -> Self {
+        let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        self.plan.start_at = Some(crate::record::now() + d);
+        self
+    }
+
+    /// Start no earlier than `at` (refused at spawn when in the past).
+    pub fn at(mut self, at: Timestamp) -> Self {
+        self.plan.start_at = Some(at);
+        self
+    }
+
+    /// Run at every time the cron expression matches (local time).
+    pub fn cron(mut self, expr: impl Into<String>) -> Self {
+        self.plan.repeat = Some(Repeat::Cron(expr.into()));
+        self
+    }
+
+    /// Run every `d`; the first run one interval after spawn, or at once with `now`.
+    pub fn every(mut self, d: Duration, now: bool) -> Self {
+        self.plan.repeat = Some(Repeat::Every {
+            every_ms: d.as_millis() as u64,
+            now,
+        });
+        self
+    }
+
+    /// Stop a recurring task after `n` runs.
+    pub fn max_runs(mut self, n: u32) -> Self {
+        self.plan.max_runs = Some(n);
+        self
+    }
+
+    /// Stop a recurring task after a run that exits with one of `codes`.
+    pub fn stop_on(mut self, codes: impl IntoIterator<Item = i32>) -> Self {
+        self.plan.stop_on.extend(codes);
+        self
+    }
+
+    /// Restart runs that end as `policy` says, at most `max` times in a row (`None`: no limit).
+    pub fn restart(mut self, policy: RestartPolicy, max: Option<u32>) -> Self {
+        self.plan.restart = policy;
+        self.plan.max_restarts = max;
+        self
+    }
+
+    /// Wait `initial`, doubling up to `max`, before each restart.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.plan.backoff = Some(Backoff {
+            initial_ms: initial.as_millis() as u64,
+            max_ms: max.as_millis() as u64,
+        });
+        self
+    }
+
+    /// Terminate a run that lasts longer than `d` (status `timeout`).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.plan.timeout_ms = Some(d.as_millis() as u64);
+        self
+    }
+
+    /// Exit codes that mean success with warnings (status `warning`).
+    pub fn warn_codes(mut self, codes: impl IntoIterator<Item = i32>) -> Self {
+        self.plan.warn_codes.extend(codes);
+        self
+    }
+
+    /// Set the hooks run after the end.
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.plan.hooks = hooks;
+        self
+    }
+
     /// Validate the options and resolve them into a [`Spec`]: the complete environment, an
     /// absolute working directory that exists.
     pub fn to_spec(&self) -> Result<Spec> {
@@ -205,6 +319,10 @@ impl SpawnOptions {
         }
         if let Stdin::File(p) = &self.stdin {
             std::fs::File::open(p).map_err(|e| Error::path(p, e).context("stdin file"))?;
+        }
+        crate::schedule::check_plan(&self.plan)?;
+        if let Command::Exec(argv) = &self.command {
+            resolve_program(&argv[0], &cwd, &self.env, self.clear_env)?;
         }
         let lockfile = self
             .lockfile
@@ -243,8 +361,58 @@ impl SpawnOptions {
             linger_ms: self.linger.map(|d| d.as_millis() as u64),
             behavior: self.behavior,
             grace_ms: self.grace.as_millis() as u64,
+            plan: self.plan.clone(),
         })
     }
+}
+
+/// Check that `prog` can be executed: a path with a slash must name an executable file (relative
+/// to `cwd`); a bare name must be found on the task's `PATH`.
+fn resolve_program(
+    prog: &std::ffi::OsStr,
+    cwd: &std::path::Path,
+    env: &[(OsString, OsString)],
+    clear_env: bool,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if prog.as_encoded_bytes().contains(&b'/') {
+        let p = cwd.join(prog);
+        if executable(&p) {
+            return Ok(());
+        }
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("program {} is not an executable file", p.display()),
+        ));
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| {
+            if clear_env {
+                None
+            } else {
+                std::env::var_os("PATH")
+            }
+        })
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    for dir in std::env::split_paths(&path) {
+        if executable(&cwd.join(dir).join(prog)) {
+            return Ok(());
+        }
+    }
+    Err(Error::new(
+        ErrorKind::NotFound,
+        format!(
+            "program {} not found on PATH",
+            std::path::Path::new(prog).display()
+        ),
+    ))
 }
 
 /// What a successful launch reported.
@@ -252,17 +420,32 @@ impl SpawnOptions {
 pub struct Launched {
     /// The supervisor's pid.
     pub supervisor_pid: i32,
-    /// The task's main pid.
-    pub pid: i32,
-    /// The run number.
+    /// The task's main pid; `None` for a deferred task.
+    pub pid: Option<i32>,
+    /// The run number (0 for a deferred task that has not run).
     pub run: u32,
 }
 
 impl Pool {
     /// Start a new task. Returns once the supervisor holds the task's lock, listens, and has
     /// executed the command; on any failure returns the real reason and leaves nothing behind.
+    ///
+    /// A deferred task (a group, a lock to wait for, predecessors, a start time or a recurrence)
+    /// returns once its supervisor has durably accepted it; what fails later ends the task with
+    /// status `failure` and the reason in its info.
     pub fn spawn(&self, opts: &SpawnOptions) -> Result<Task> {
         let spec = opts.to_spec()?;
+        for id in spec.plan.predecessors() {
+            if !self.record_path(id).exists() {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "task {id} (a predecessor) not found in pool {}",
+                        self.path().display()
+                    ),
+                ));
+            }
+        }
         let behavior = spec.behavior;
         let id = self.allocate_id()?;
         let launch = Launch {
@@ -270,6 +453,7 @@ impl Pool {
             spec: Some(spec),
             meta: opts.meta.clone(),
             restart: false,
+            restore: false,
         };
         match self.launch(&launch, behavior) {
             Ok((_, child)) => Ok(Task::with_child(self.clone(), id, child)),
@@ -308,13 +492,14 @@ impl Pool {
             spec: None,
             meta: Map::new(),
             restart: true,
+            restore: false,
         };
         let (_, child) = self.launch(&launch, rec.spec.behavior)?;
         Ok(Task::with_child(self.clone(), id, child))
     }
 
     /// Start a supervisor for `launch` and read its one-line answer.
-    fn launch(
+    pub(crate) fn launch(
         &self,
         launch: &Launch,
         behavior: Behavior,
@@ -376,8 +561,16 @@ impl Pool {
             }) => Ok((
                 Launched {
                     supervisor_pid,
-                    pid,
+                    pid: Some(pid),
                     run,
+                },
+                child,
+            )),
+            Some(LaunchReply::Accepted { supervisor_pid, .. }) => Ok((
+                Launched {
+                    supervisor_pid,
+                    pid: None,
+                    run: 0,
                 },
                 child,
             )),
