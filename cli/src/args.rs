@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
-use taskpool::{Behavior, State, Status, Stdin};
+use taskpool::record::Timestamp;
+use taskpool::{Backoff, Behavior, RestartPolicy, State, Status, Stdin};
 
 /// Help shown under every option that takes a SIZE.
 const SIZE_FORMS: &str = "SIZE is bytes (65536) or binary multiples (64K, 1M, 1MiB, 2G)";
@@ -25,6 +26,18 @@ const DURATION_FORMS: &str =
 
 /// How `spawn` and `run` are called.
 const SPAWN_USAGE: &str = "taskpool spawn [OPTIONS] (-c SCRIPT | [--] PROG [ARG]...)";
+/// How `spawn` is called, with a job file.
+const SPAWN_FILE_USAGE: &str =
+    "taskpool spawn [OPTIONS] (-c SCRIPT | [--] PROG [ARG]... | --file JOB.json)";
+
+/// Help shown under `spawn` and `run`: the forms of --at and --cron.
+fn schedule_forms() -> String {
+    format!(
+        "--at TIME: {}.\n--cron EXPR: {}.",
+        taskpool::schedule::AT_FORMS,
+        taskpool::schedule::CRON_FORMS
+    )
+}
 
 /// A daemonless, directory-backed background task pool.
 ///
@@ -64,7 +77,11 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Start a task in the background and print its id.
-    #[command(after_help = format!("{SIZE_FORMS}.\n{DURATION_FORMS}."), override_usage = SPAWN_USAGE)]
+    ///
+    /// With --file, the task is described by a job file (JSON, see docs/jobs.md); options given
+    /// on the command line override the file's.
+    #[command(after_help = format!("{SIZE_FORMS}.\n{DURATION_FORMS}.\n{}", schedule_forms()),
+              override_usage = SPAWN_FILE_USAGE)]
     Spawn(SpawnCmd),
     /// List tasks (all of them, sorted by id), optionally filtered.
     ///
@@ -75,6 +92,12 @@ pub enum Cmd {
     Ls(LsCmd),
     /// Show everything about one task, as JSON.
     Info(InfoCmd),
+    /// Print a task's completion report: how its latest run ended, and what its hooks did.
+    ///
+    /// Human-readable by default (status, exit, times, attempts, output sizes, the last lines of
+    /// stderr, each hook's exit and output); --json prints the report object. Exits 1 when the
+    /// task has not ended yet.
+    Report(ReportCmd),
     /// Print a task's output (raw bytes), or follow it live.
     Output(OutputCmd),
     /// Send a signal to a task's process group.
@@ -101,6 +124,14 @@ pub enum Cmd {
     Wait(WaitCmd),
     /// Run an ended task again under the same id (a new run); prints the id.
     Restart(TaskCmd),
+    /// Re-arm the tasks a reboot ended: queued, waiting, scheduled and recurring ones.
+    ///
+    /// Every task whose supervisor vanished while it was queued, waiting or scheduled, and every
+    /// recurring task, gets a new supervisor that carries on its plan under the same id. A missed
+    /// one-time start happens at once; missed firings of a recurring task are skipped (as cron
+    /// does). Run it at boot: `@reboot taskpool --pool DIR restore` in a crontab. Prints the ids
+    /// re-armed; exits 1 if any could not be.
+    Restore(RestoreCmd),
     /// End a task: SIGINT, then SIGTERM, then SIGKILL, a grace apart; waits for the end.
     #[command(after_help = DURATION_FORMS)]
     Terminate(TerminateCmd),
@@ -115,9 +146,19 @@ pub enum Cmd {
     /// SIGTERM and SIGHUP are forwarded to the task. Exit status: the task's exit code, 128+N
     /// when killed by signal N; 127 when the program was not found, 126 when it could not be
     /// executed, 125 for any other failure of taskpool itself.
-    #[command(after_help = format!("{SIZE_FORMS}.\n{DURATION_FORMS}."),
+    #[command(after_help = format!("{SIZE_FORMS}.\n{DURATION_FORMS}.\n{}", schedule_forms()),
               override_usage = SPAWN_USAGE.replacen("spawn", "run", 1))]
     Run(RunCmd),
+    /// Set or list group limits: how many tasks of a group (spawn --group) run at once.
+    Group(GroupCmd),
+    /// Spawn every job file that appears in a drop directory (see docs/jobs.md).
+    ///
+    /// Write a job file elsewhere on the same filesystem, or under a name starting with '.',
+    /// then rename it into DIR. Each file is claimed (moved to DIR/.claimed/), then moved to
+    /// DIR/accepted/ID-NAME, or to DIR/rejected/NAME with the reason in NAME.reason. Prints one
+    /// line per file. Runs until SIGINT or SIGTERM (exit 0), or with --once until the files
+    /// already there are done. Refuses a directory others can write to.
+    Watch(WatchCmd),
     /// Print a shell completion script.
     Completions(CompletionsCmd),
 }
@@ -169,19 +210,104 @@ pub struct SpawnArgs {
     #[arg(long, value_name = "BEHAVIOR", value_parser = options::behavior_parser())]
     pub behavior: Option<Behavior>,
     #[command(flatten)]
+    pub batch: BatchArgs,
+    #[command(flatten)]
     pub command: CommandArgs,
 }
 
-/// What the task runs: a shell string or an argv.
+/// Queues, locks, chains, schedules, retries, timeouts and hooks (shared by `spawn` and `run`).
 #[derive(Debug, Clone, Args)]
-#[group(required = true, multiple = false)]
+#[command(next_help_heading = "Queue, schedule and retry options")]
+pub struct BatchArgs {
+    /// Count the task against group NAME's limit (`taskpool group set`): it waits (state
+    /// queued) until a slot is free.
+    #[arg(long, value_name = "NAME", value_parser = options::parse_group)]
+    pub group: Option<String>,
+    /// Queue priority within the group: higher starts first [default: 0].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Wait (state waiting) while another process holds --lockfile, instead of failing.
+    #[arg(long, requires = "lockfile")]
+    pub wait_lock: bool,
+    /// Start once all these tasks ended with status success or warning. IDs are separated by
+    /// spaces or commas (end the list with `--` before PROG); repeatable.
+    #[arg(long, value_name = "ID", num_args = 1.., value_delimiter = ',')]
+    pub after: Vec<u64>,
+    /// Start once all these tasks ended, whatever their status.
+    #[arg(long, value_name = "ID", num_args = 1.., value_delimiter = ',')]
+    pub after_any: Vec<u64>,
+    /// Start only if these tasks ended with failure, killed, timeout or lost.
+    #[arg(long, value_name = "ID", num_args = 1.., value_delimiter = ',')]
+    pub after_failure: Vec<u64>,
+    /// Start no earlier than DURATION from now.
+    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration,
+          conflicts_with = "at")]
+    pub delay: Option<Duration>,
+    /// Start no earlier than TIME (forms below); a time in the past is refused.
+    #[arg(long, value_name = "TIME", value_parser = options::parse_at)]
+    pub at: Option<Timestamp>,
+    /// Run at every time the cron expression matches, in local time (syntax below).
+    #[arg(long, value_name = "EXPR", value_parser = options::parse_cron, conflicts_with = "every")]
+    pub cron: Option<String>,
+    /// Run every DURATION; the first run one interval after spawn (unless --now).
+    #[arg(long, value_name = "DURATION", value_parser = options::parse_positive_duration)]
+    pub every: Option<Duration>,
+    /// With --every: also run once at once.
+    #[arg(long, requires = "every")]
+    pub now: bool,
+    /// Stop a recurring task after N runs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_runs: Option<u32>,
+    /// Stop a recurring task after a run that exits with one of these codes (comma list).
+    #[arg(long, value_name = "CODES", value_parser = options::parse_exit_code,
+          value_delimiter = ',')]
+    pub stop_on: Vec<i32>,
+    /// Start a run again when it ended: never, on-failure (failure, killed, timeout) or always.
+    #[arg(long, value_name = "POLICY", value_parser = options::restart_parser())]
+    pub restart: Option<RestartPolicy>,
+    /// The most restarts after one start [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub max_restarts: Option<u32>,
+    /// The delay before each restart, doubling from INITIAL up to MAX [default: 1s..5m].
+    #[arg(long, value_name = "INITIAL..MAX", value_parser = options::parse_backoff)]
+    pub backoff: Option<Backoff>,
+    /// Terminate a run (its process group: INT, TERM, KILL) that lasts longer than this;
+    /// status timeout.
+    #[arg(long, value_name = "DURATION", value_parser = options::parse_positive_duration)]
+    pub timeout: Option<Duration>,
+    /// Exit codes that mean success with warnings: status warning (comma list).
+    #[arg(long, value_name = "CODES", value_parser = options::parse_exit_code,
+          value_delimiter = ',')]
+    pub warn_codes: Vec<i32>,
+    /// Run CMD (/bin/sh -c) after an end with status success or warning; the report is in its
+    /// environment (TASKPOOL_TASK_ID, TASKPOOL_STATUS, ...) and on its stdin as JSON.
+    #[arg(long, value_name = "CMD")]
+    pub on_success: Option<String>,
+    /// Run CMD after an end with status failure, killed or timeout.
+    #[arg(long, value_name = "CMD")]
+    pub on_failure: Option<String>,
+    /// Run CMD after every end (after the other hooks).
+    #[arg(long, value_name = "CMD")]
+    pub on_exit: Option<String>,
+    /// How long a hook may run before it is killed [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = options::parse_positive_duration)]
+    pub hook_timeout: Option<Duration>,
+}
+
+/// What the task runs: a shell string or an argv (`spawn --file` may leave both out).
+#[derive(Debug, Clone, Args)]
+#[group(multiple = false)]
 pub struct CommandArgs {
     /// Run this string with /bin/sh -c.
     #[arg(short = 'c', value_name = "SCRIPT")]
     pub shell: Option<String>,
     /// The program and its arguments, executed directly (put them after `--` when an argument
     /// starts with `-`). Arguments may be any bytes.
-    #[arg(value_name = "PROG", trailing_var_arg = true)]
+    #[arg(
+        value_name = "PROG",
+        trailing_var_arg = true,
+        required_unless_present = "shell"
+    )]
     pub argv: Vec<OsString>,
 }
 
@@ -198,9 +324,24 @@ pub struct TaskArg {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("argv", |a| a.required_unless_present_any(["shell", "file"])))]
 pub struct SpawnCmd {
     #[command(flatten)]
     pub spawn: SpawnArgs,
+    /// Read the task from a job file (JSON: every spawn option; see docs/jobs.md). Relative
+    /// paths in it are relative to the file's directory.
+    #[arg(long, value_name = "JOB.json")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchCmd {
+    /// The drop directory: owned by you and writable by nobody else.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Process the files already in DIR, then exit.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +369,9 @@ pub struct LsCmd {
     #[arg(long)]
     pub live: bool,
 }
+
+#[derive(Debug, Args)]
+pub struct RestoreCmd {}
 
 #[derive(Debug, Args)]
 pub struct InfoCmd {
@@ -348,6 +492,43 @@ pub struct CleanCmd {
     /// Only tasks that ended at least this long ago.
     #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
     pub older_than: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportCmd {
+    #[command(flatten)]
+    pub task: TaskArg,
+}
+
+#[derive(Debug, Args)]
+pub struct GroupCmd {
+    #[command(subcommand)]
+    pub action: GroupAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupAction {
+    /// Set a group's limit. Takes effect at once: raising it starts queued tasks, lowering it
+    /// holds back new starts (running tasks are not stopped).
+    Set(GroupSetCmd),
+    /// List the groups: NAME, PARALLEL (the limit), RUNNING (slots held), QUEUED (tasks waiting).
+    ///
+    /// With --json, an array of {name, parallel, running, queued: [ids in start order]}.
+    Ls,
+}
+
+#[derive(Debug, Args)]
+pub struct GroupSetCmd {
+    /// The group's name (letters, digits, '_', '-', '.').
+    #[arg(value_name = "NAME", value_parser = crate::cmd_group::parse_name)]
+    pub name: String,
+    /// At most N of the group's tasks run at once (N >= 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          required_unless_present = "unlimited", conflicts_with = "unlimited")]
+    pub parallel: Option<u32>,
+    /// Remove the limit.
+    #[arg(long)]
+    pub unlimited: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,8 @@
 //! Commands that act on one live task through its supervisor: `kill`, `pause`, `resume`, `send`
 //! (stdin) and `terminate`. They print nothing on success (`terminate --json` prints the final
-//! info).
+//! info). And `restore`, which gives lost deferred and recurring tasks new supervisors.
 
-use crate::args::{GlobalArgs, KillCmd, SendCmd, TaskCmd, TerminateCmd};
+use crate::args::{GlobalArgs, KillCmd, RestoreCmd, SendCmd, TaskCmd, TerminateCmd};
 use crate::{print, select};
 use anyhow::Result;
 use std::io::{IsTerminal, Read};
@@ -69,4 +69,33 @@ pub fn terminate(global: &GlobalArgs, cmd: &TerminateCmd) -> Result<i32> {
         print::json(&info)?;
     }
     Ok(0)
+}
+
+/// `taskpool restore`: one line per task re-armed (its id), one error line per task that could
+/// not be; `--json` prints `[{"id", "ok", "error"}]`.
+pub fn restore(global: &GlobalArgs, _cmd: &RestoreCmd) -> Result<i32> {
+    let pool = select::pool(global)?;
+    let mut failed = false;
+    let mut rows = Vec::new();
+    for (id, r) in pool.restore()? {
+        match r {
+            Ok(_) => {
+                if !global.json {
+                    println!("{id}");
+                }
+                rows.push(serde_json::json!({"id": id, "ok": true, "error": null}));
+            }
+            Err(e) => {
+                failed = true;
+                if !global.json {
+                    eprintln!("taskpool: task {id}: cannot restore: {e}");
+                }
+                rows.push(serde_json::json!({"id": id, "ok": false, "error": e.to_string()}));
+            }
+        }
+    }
+    if global.json {
+        print::json(&rows)?;
+    }
+    Ok(i32::from(failed))
 }

@@ -1,17 +1,39 @@
 //! `taskpool spawn` (start a task, print its id) and `taskpool restart` (run an ended task again
-//! under the same id). With `--behavior foreground` the supervisor stays our child, so we wait for
-//! the task to end before exiting (status 0: the task's own status is for `wait` and `run`).
+//! under the same id). With `--file`, the task comes from a job file and the command line's
+//! options override the file's. With `--behavior foreground` the supervisor stays our child, so
+//! we wait for the task to end before exiting (status 0: the task's own status is for `wait` and
+//! `run`). A deferred task (queued, waiting, scheduled) prints its id as soon as it is accepted.
 
 use crate::args::{GlobalArgs, SpawnCmd, TaskCmd};
 use crate::{print, select};
-use anyhow::Result;
-use taskpool::{Behavior, Task};
+use anyhow::{Context, Result};
+use std::path::Path;
+use taskpool::job::Job;
+use taskpool::{Behavior, SpawnOptions, Task};
 
 pub fn spawn(global: &GlobalArgs, cmd: &SpawnCmd) -> Result<i32> {
+    let opts = match &cmd.file {
+        Some(path) => from_file(cmd, path)?,
+        None => cmd.spawn.to_options(),
+    };
     let pool = select::pool(global)?;
-    let opts = cmd.spawn.to_options();
     let task = pool.spawn(&opts)?;
     started(global, &task, opts.behavior)
+}
+
+/// The options of the job file at `path`, with the command line's on top. Relative paths in the
+/// file are relative to its directory.
+fn from_file(cmd: &SpawnCmd, path: &Path) -> Result<SpawnOptions> {
+    let job = Job::load(path)?;
+    let abs = std::path::absolute(path).with_context(|| format!("{}", path.display()))?;
+    let base = abs.parent().unwrap_or(Path::new("/"));
+    let mut opts = match cmd.spawn.command_given() {
+        Some(command) => job.options_with(command, base),
+        None => job.to_options(base),
+    }
+    .map_err(|e| e.context(path.display()))?;
+    cmd.spawn.apply(&mut opts);
+    Ok(opts)
 }
 
 pub fn restart(global: &GlobalArgs, cmd: &TaskCmd) -> Result<i32> {

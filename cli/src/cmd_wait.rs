@@ -1,7 +1,8 @@
 //! `taskpool wait ID...`: wait for every task to end and pass their status through, as a shell
 //! does: the exit code, 128+N when killed by signal N, and for several tasks the first non-zero
-//! in argument order. Our own failures use `timeout(1)`'s codes: 124 when `--timeout` ran out,
-//! 125 when a task is not found, was lost, or its supervisor cannot be reached.
+//! in argument order; 124 for a task ended by its own `--timeout`. Our own failures use
+//! `timeout(1)`'s codes: 124 when `wait --timeout` ran out, 125 when a task is not found, was
+//! lost or skipped, or its supervisor cannot be reached.
 
 use crate::args::{GlobalArgs, WaitCmd};
 use crate::{exit_with, print, select};
@@ -51,9 +52,13 @@ fn combined_status(infos: &[Info]) -> i32 {
             Some(s) => s,
             None => {
                 let why = info.reason.as_deref().unwrap_or("its outcome is unknown");
+                let what = match info.status {
+                    Some(taskpool::Status::Skipped) => "was skipped",
+                    _ => "was lost",
+                };
                 let _ = writeln!(
                     std::io::stderr(),
-                    "taskpool: task {} was lost: {}",
+                    "taskpool: task {} {what}: {}",
                     info.id,
                     why.replace('\n', " ")
                 );

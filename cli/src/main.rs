@@ -10,13 +10,16 @@
 
 mod args;
 mod cmd_control;
+mod cmd_group;
 mod cmd_ls;
 mod cmd_meta;
 mod cmd_output;
 mod cmd_remove;
+mod cmd_report;
 mod cmd_run;
 mod cmd_spawn;
 mod cmd_wait;
+mod cmd_watch;
 mod options;
 mod print;
 mod select;
@@ -86,9 +89,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Cmd::Spawn(c) => cmd_spawn::spawn(g, c),
         Cmd::Restart(c) => cmd_spawn::restart(g, c),
+        Cmd::Restore(c) => cmd_control::restore(g, c),
         Cmd::Run(c) => cmd_run::run(g, c),
         Cmd::Ls(c) => cmd_ls::ls(g, c),
         Cmd::Info(c) => cmd_meta::info(g, c),
+        Cmd::Report(c) => cmd_report::report(g, c),
+        Cmd::Group(c) => cmd_group::group(g, c),
         Cmd::Meta(c) => cmd_meta::meta(g, c),
         Cmd::Output(c) => cmd_output::output(g, c),
         Cmd::Kill(c) => cmd_control::kill(g, c),
@@ -97,6 +103,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Send(c) => cmd_control::send(g, c),
         Cmd::Terminate(c) => cmd_control::terminate(g, c),
         Cmd::Wait(c) => cmd_wait::wait(g, c),
+        Cmd::Watch(c) => cmd_watch::watch(g, c),
         Cmd::Rm(c) => cmd_remove::rm(g, c),
         Cmd::Clean(c) => cmd_remove::clean(g, c),
         Cmd::Completions(c) => {

@@ -3,21 +3,26 @@
 //! conversion of [`SpawnArgs`] into [`SpawnOptions`]. Parsers return clap-friendly `String`
 //! errors, so a bad value is a usage error (exit status 2) naming the option at fault.
 
-use crate::args::{CommandArgs, SpawnArgs};
+use crate::args::{BatchArgs, CommandArgs, SpawnArgs};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use nix::sys::signal::Signal;
 use serde_json::{Map, Value};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::time::Duration;
-use taskpool::{Behavior, SpawnOptions, State, Status, Stdin};
+use taskpool::record::Timestamp;
+use taskpool::{
+    Backoff, Behavior, Command, Plan, Repeat, RestartPolicy, SpawnOptions, State, Status, Stdin,
+};
 
 /// A SIZE: bytes (`65536`) or binary multiples (`64K`, `1M`, `1MiB`, `2g`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    parse_size::Config::new()
-        .with_binary()
-        .parse_size(s.trim())
-        .map_err(|e| format!("{e} (expected bytes such as 65536, or 64K, 1M, 1MiB)"))
+    taskpool::job::parse_size(s).map_err(message)
+}
+
+/// The library error's one-line message, for clap.
+fn message(e: taskpool::Error) -> String {
+    e.message().to_owned()
 }
 
 /// A memory buffer size: a SIZE of at least one byte.
@@ -30,16 +35,56 @@ pub fn parse_buffer_size(s: &str) -> Result<u64, String> {
 
 /// A duration: plain seconds (`90`, `1.5`) or a number with units (`500ms`, `10s`, `5m`, `1h`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return t
-            .parse::<f64>()
-            .ok()
-            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-            .ok_or_else(|| format!("{s:?} is not a number of seconds"));
+    taskpool::schedule::parse_duration(s).map_err(message)
+}
+
+/// A duration that is not zero (`--every`, `--timeout`, `--hook-timeout`).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    taskpool::schedule::parse_positive_duration(s).map_err(message)
+}
+
+/// `--at TIME`: see [`taskpool::schedule::parse_at`] for the forms; in the future.
+pub fn parse_at(s: &str) -> Result<Timestamp, String> {
+    taskpool::schedule::parse_at(s, chrono::Local::now()).map_err(message)
+}
+
+/// `--cron EXPR`: a cron expression that fires again.
+pub fn parse_cron(s: &str) -> Result<String, String> {
+    taskpool::schedule::check_cron(s).map_err(message)?;
+    Ok(s.to_owned())
+}
+
+/// `--backoff INITIAL..MAX`.
+pub fn parse_backoff(s: &str) -> Result<Backoff, String> {
+    taskpool::schedule::parse_backoff(s).map_err(message)
+}
+
+/// `--group NAME`.
+pub fn parse_group(s: &str) -> Result<String, String> {
+    taskpool::schedule::check_group_name(s).map_err(message)?;
+    Ok(s.to_owned())
+}
+
+/// One exit code of `--stop-on` and `--warn-codes` (the lists are split at commas by clap).
+pub fn parse_exit_code(s: &str) -> Result<i32, String> {
+    match taskpool::job::parse_codes(s).map_err(message)?[..] {
+        [code] => Ok(code),
+        _ => Err(format!("{s:?} is not one exit code")),
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("{e} (expected seconds such as 90, or 500ms, 10s, 5m, 1h)"))
+}
+
+/// `--restart never|on-failure|always`.
+pub fn restart_parser() -> impl TypedValueParser<Value = RestartPolicy> {
+    let all = [
+        RestartPolicy::Never,
+        RestartPolicy::OnFailure,
+        RestartPolicy::Always,
+    ];
+    PossibleValuesParser::new(all.map(RestartPolicy::as_str)).map(move |s| {
+        all.into_iter()
+            .find(|p| p.as_str() == s)
+            .expect("a possible value")
+    })
 }
 
 /// A signal by name (`TERM`, `SIGTERM`, any case) or number.
@@ -81,21 +126,21 @@ pub fn behavior_parser() -> impl TypedValueParser<Value = Behavior> {
 
 /// `--state` of `ls`.
 pub fn state_parser() -> impl TypedValueParser<Value = State> {
-    PossibleValuesParser::new(["running", "paused", "exited", "lost"]).map(|s| match s.as_str() {
-        "running" => State::Running,
-        "paused" => State::Paused,
-        "exited" => State::Exited,
-        _ => State::Lost,
+    PossibleValuesParser::new(State::ALL.map(State::as_str)).map(|s| {
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .expect("a possible value")
     })
 }
 
 /// `--status` of `ls`.
 pub fn status_parser() -> impl TypedValueParser<Value = Status> {
-    PossibleValuesParser::new(["success", "failure", "killed", "lost"]).map(|s| match s.as_str() {
-        "success" => Status::Success,
-        "failure" => Status::Failure,
-        "killed" => Status::Killed,
-        _ => Status::Lost,
+    PossibleValuesParser::new(Status::ALL.map(Status::as_str)).map(|s| {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .expect("a possible value")
     })
 }
 
@@ -171,40 +216,141 @@ pub fn split_meta_items(items: &[String]) -> Result<MetaItems, String> {
 }
 
 impl SpawnArgs {
-    /// The library's options for these arguments; the behavior defaults to daemon.
+    /// The library's options for these arguments; the behavior defaults to daemon. Without a
+    /// command (only `spawn --file` allows that) the argv is empty and `spawn` refuses it.
     pub fn to_options(&self) -> SpawnOptions {
-        let mut o = match &self.command {
+        let mut o = match self.command_given() {
+            Some(Command::Shell(script)) => SpawnOptions::shell(script),
+            Some(Command::Exec(argv)) => SpawnOptions::exec(argv),
+            None => SpawnOptions::exec(Vec::<OsString>::new()),
+        };
+        self.apply(&mut o);
+        o
+    }
+
+    /// The command given on the command line (`-c SCRIPT` or `PROG ARG...`), if any.
+    pub fn command_given(&self) -> Option<Command> {
+        match &self.command {
             CommandArgs {
                 shell: Some(script),
                 ..
-            } => SpawnOptions::shell(script.clone()),
-            CommandArgs { argv, .. } => SpawnOptions::exec(argv.iter().cloned()),
-        };
-        o.name = self.name.clone();
-        o.meta = self.meta_json.clone().unwrap_or_default();
-        for (k, v) in &self.meta {
+            } => Some(Command::Shell(script.clone())),
+            CommandArgs { argv, .. } if !argv.is_empty() => Some(Command::Exec(argv.clone())),
+            _ => None,
+        }
+    }
+
+    /// Set, on top of `o` (defaults, or a job file's options), every option given on the
+    /// command line: given values replace, `--env`, `--meta-json` and `--meta` add keys.
+    pub fn apply(&self, o: &mut SpawnOptions) {
+        if let Some(n) = &self.name {
+            o.name = Some(n.clone());
+        }
+        let meta = self.meta.iter().map(|(k, v)| (k, v));
+        for (k, v) in self.meta_json.iter().flatten().chain(meta) {
             o.meta.insert(k.clone(), v.clone());
         }
-        o.env = self.env.clone();
-        o.clear_env = self.clear_env;
-        o.cwd = self.cwd.clone();
+        o.env.extend(self.env.iter().cloned());
+        o.clear_env |= self.clear_env;
+        if let Some(d) = &self.cwd {
+            o.cwd = Some(d.clone());
+        }
         if let Some(s) = &self.stdin {
             o.stdin = s.clone();
         }
-        o.lockfile = self.lockfile.clone();
+        if let Some(l) = &self.lockfile {
+            o.lockfile = Some(l.clone());
+        }
         if let Some(b) = self.buffer {
             o.buffer_size = b;
         }
-        o.log_max = self.log_max;
-        o.merge_stderr = self.merge_stderr;
-        o.linger = self.linger;
+        if self.log_max.is_some() {
+            o.log_max = self.log_max;
+        }
+        o.merge_stderr |= self.merge_stderr;
+        if self.linger.is_some() {
+            o.linger = self.linger;
+        }
         if let Some(g) = self.grace {
             o.grace = g;
         }
         if let Some(b) = self.behavior {
             o.behavior = b;
         }
-        o
+        self.batch.apply(&mut o.plan);
+    }
+}
+
+impl BatchArgs {
+    /// Set the plan's parts given on the command line.
+    fn apply(&self, p: &mut Plan) {
+        let b = self;
+        if b.group.is_some() {
+            p.group.clone_from(&b.group);
+        }
+        if let Some(n) = b.priority {
+            p.priority = n;
+        }
+        p.wait_lock |= b.wait_lock;
+        for (given, ids) in [
+            (&b.after, &mut p.after),
+            (&b.after_any, &mut p.after_any),
+            (&b.after_failure, &mut p.after_failure),
+        ] {
+            if !given.is_empty() {
+                ids.clone_from(given);
+            }
+        }
+        if let Some(d) = b.delay {
+            let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+            p.start_at = Some(taskpool::record::now() + d);
+        }
+        if b.at.is_some() {
+            p.start_at = b.at;
+        }
+        if let Some(expr) = &b.cron {
+            p.repeat = Some(Repeat::Cron(expr.clone()));
+        }
+        if let Some(every) = b.every {
+            p.repeat = Some(Repeat::Every {
+                every_ms: every.as_millis() as u64,
+                now: b.now,
+            });
+        }
+        if b.max_runs.is_some() {
+            p.max_runs = b.max_runs;
+        }
+        if !b.stop_on.is_empty() {
+            p.stop_on.clone_from(&b.stop_on);
+        }
+        if let Some(r) = b.restart {
+            p.restart = r;
+        }
+        if b.max_restarts.is_some() {
+            p.max_restarts = b.max_restarts;
+        }
+        if b.backoff.is_some() {
+            p.backoff = b.backoff;
+        }
+        if let Some(t) = b.timeout {
+            p.timeout_ms = Some(t.as_millis() as u64);
+        }
+        if !b.warn_codes.is_empty() {
+            p.warn_codes.clone_from(&b.warn_codes);
+        }
+        let h = &mut p.hooks;
+        for (given, hook) in [
+            (&b.on_success, &mut h.on_success),
+            (&b.on_failure, &mut h.on_failure),
+            (&b.on_exit, &mut h.on_exit),
+        ] {
+            if given.is_some() {
+                hook.clone_from(given);
+            }
+        }
+        if let Some(t) = b.hook_timeout {
+            h.timeout_ms = Some(t.as_millis() as u64);
+        }
     }
 }
 

@@ -46,8 +46,13 @@ pub fn render(infos: &[Info], now: Timestamp) -> String {
     out
 }
 
-/// The age of a live task since it was created; the duration of an ended one's latest run.
+/// The age of a live task since it was created (`in 5m` for a scheduled task: the time left
+/// before it starts); the duration of an ended one's latest run.
 fn time_cell(info: &Info, now: Timestamp) -> String {
+    if let (taskpool::State::Scheduled, Some(at)) = (info.state, info.next_start) {
+        let left = (at - now).num_milliseconds().max(0) as f64 / 1000.0;
+        return format!("in {}", short_duration(left));
+    }
     if info.is_live() {
         let age = (now - info.created_at).num_milliseconds().max(0) as f64 / 1000.0;
         return short_duration(age);

@@ -171,3 +171,40 @@ fn spawn_error(spec: &Spec, program: &OsString, e: std::io::Error) -> Error {
         _ => Error::io(format!("starting {name}"), e),
     }
 }
+
+/// Start a child that blocks in `flock(LOCK_EX)` on `file`'s open file description and exits
+/// once it has the lock (status 0) or cannot wait (status 1). A `flock` lock belongs to the open
+/// file description, which the child shares with the supervisor: when the child has exited, the
+/// supervisor holds the lock. This waits for a lock file without a thread and without polling.
+/// The child dies with the supervisor (`PR_SET_PDEATHSIG`).
+pub fn wait_for_flock(file: &std::fs::File) -> Result<Pid> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let parent = nix::unistd::getpid();
+    // SAFETY: the supervisor is single-threaded, so the child may run arbitrary code; it only
+    // makes async-signal-safe system calls and leaves with _exit.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::getppid() != parent.as_raw() {
+                libc::_exit(1);
+            }
+            loop {
+                if libc::flock(fd, libc::LOCK_EX) == 0 {
+                    libc::_exit(0);
+                }
+                if *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(1);
+                }
+            }
+        },
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child),
+        Err(e) => Err(Error::io("forking the lock waiter", e.into())),
+    }
+}

@@ -32,6 +32,8 @@ pub enum Mode {
     Waiting,
     /// Subscribed to the output from this position.
     Following(Cursor),
+    /// Subscribed from this combined offset to a run that has not started yet.
+    FollowLater(u64),
     /// Done: close once the pending output is sent.
     Closing,
 }
@@ -106,7 +108,8 @@ impl Client {
     pub fn interest(&self, stdin_room: usize) -> libc::c_short {
         let mut ev = 0;
         let reading = match self.mode {
-            Mode::Following(_) => true, // requests after follow are read and dropped
+            // Requests after follow are read and dropped.
+            Mode::Following(_) | Mode::FollowLater(_) => true,
             Mode::Requests => {
                 self.pending() < OUT_HIGH
                     && self.in_len - self.in_pos < MAX_LINE

@@ -1,6 +1,7 @@
 //! The event loop: one `poll` over a fixed set of descriptors — the signalfd, the listener, the
-//! output pipes, the stdin pipe (only while bytes are queued), the background caller's pidfd, and
-//! the clients — with a single timeout, the earliest of the [`Core`]'s deadlines. With nothing due
+//! output pipes, the stdin pipe (only while bytes are queued), the background caller's pidfd, the
+//! wall-clock timer of a scheduled task, the pidfds of the predecessors it waits for, and the
+//! clients — with a single timeout, the earliest of the [`Core`]'s deadlines. With nothing due
 //! the timeout is infinite: an idle task costs no wake-ups. The pollfd vector, the read buffer and
 //! the clients' buffers are reused, so the steady state allocates nothing.
 
@@ -28,7 +29,9 @@ const STDOUT: usize = 2;
 const STDERR: usize = 3;
 const STDIN: usize = 4;
 const LEADER: usize = 5;
-const CLIENTS: usize = 6;
+const TIMER: usize = 6;
+/// Then one slot per watched predecessor, then the clients.
+const WATCHED: usize = 7;
 
 /// The running supervisor.
 pub struct Supervisor {
@@ -40,6 +43,8 @@ pub struct Supervisor {
     leader: Option<OwnedFd>,
     clients: Vec<Client>,
     pollfds: Vec<libc::pollfd>,
+    /// Where the clients start in `pollfds`.
+    clients_at: usize,
     scratch: PageBuf,
     hello: Response,
 }
@@ -64,7 +69,8 @@ impl Supervisor {
             signals,
             leader,
             clients: Vec::new(),
-            pollfds: Vec::with_capacity(CLIENTS + 4),
+            pollfds: Vec::with_capacity(WATCHED + 4),
+            clients_at: WATCHED,
             scratch: PageBuf::new(READ_CHUNK),
             hello,
         }
@@ -80,6 +86,7 @@ impl Supervisor {
         loop {
             let now = Instant::now();
             self.core.on_time(now, &mut self.scratch);
+            self.core.advance();
             self.serve_clients();
             if self.core.finished(Instant::now()) {
                 break;
@@ -122,7 +129,12 @@ impl Supervisor {
             events,
             revents: 0,
         };
-        let cap = &self.core.capture;
+        let pipe = |s: Stream| {
+            self.core
+                .capture
+                .as_ref()
+                .and_then(|c| c.stream(s).pipe.as_ref().map(|p| p.as_raw_fd()))
+        };
         let stdin = self.core.stdin.wants_write().map(|f| f.as_raw_fd());
         let fixed = [
             pfd(Some(self.signals.as_raw_fd()), libc::POLLIN),
@@ -130,19 +142,19 @@ impl Supervisor {
                 self.accepting.then(|| self.listener.as_raw_fd()),
                 libc::POLLIN,
             ),
-            pfd(
-                cap.stdout.pipe.as_ref().map(|p| p.as_raw_fd()),
-                libc::POLLIN,
-            ),
-            pfd(
-                cap.stderr.pipe.as_ref().map(|p| p.as_raw_fd()),
-                libc::POLLIN,
-            ),
+            pfd(pipe(Stream::Stdout), libc::POLLIN),
+            pfd(pipe(Stream::Stderr), libc::POLLIN),
             pfd(stdin, libc::POLLOUT),
             pfd(self.leader.as_ref().map(|p| p.as_raw_fd()), libc::POLLIN),
+            pfd(self.core.timer_fd(), libc::POLLIN),
         ];
         self.pollfds.clear();
         self.pollfds.extend_from_slice(&fixed);
+        for w in &self.core.watched {
+            self.pollfds
+                .push(pfd(Some(w.pidfd.as_raw_fd()), libc::POLLIN));
+        }
+        self.clients_at = self.pollfds.len();
         let room = self.core.stdin.room();
         for c in &self.clients {
             self.pollfds.push(pfd(Some(c.fd()), c.interest(room)));
@@ -159,9 +171,23 @@ impl Supervisor {
         }
         for (slot, s) in [(STDOUT, Stream::Stdout), (STDERR, Stream::Stderr)] {
             if self.revents(slot) != 0 {
-                if let Pulled::Eof = self.core.capture.pull(s, &mut self.scratch) {
+                let pulled = self
+                    .core
+                    .capture
+                    .as_mut()
+                    .map(|c| c.pull(s, &mut self.scratch));
+                if let Some(Pulled::Eof) = pulled {
                     self.core.maybe_end(Instant::now(), &mut self.scratch);
                 }
+            }
+        }
+        if self.revents(TIMER) != 0 {
+            self.core.timer_fired();
+        }
+        // Highest first: each one found gone is swap-removed.
+        for i in (0..self.clients_at - WATCHED).rev() {
+            if self.pollfds[WATCHED + i].revents != 0 {
+                self.core.predecessor_gone(i);
             }
         }
         if self.revents(STDIN) != 0 {
@@ -173,7 +199,7 @@ impl Supervisor {
                 .terminate(None, "terminated: the caller's process group leader exited");
         }
         for (i, c) in self.clients.iter_mut().enumerate() {
-            let ev = self.pollfds[CLIENTS + i].revents;
+            let ev = self.pollfds[self.clients_at + i].revents;
             if ev != 0 {
                 c.on_events(ev);
             }
@@ -216,12 +242,20 @@ impl Supervisor {
             };
             if Some(pid) == self.core.main_pid() {
                 self.core.main_exited(exit, now);
+            } else if Some(pid) == self.core.lock_waiter_pid() {
+                self.core.lock_waiter_done(exit == Exit::Code(0));
+            } else if Some(pid) == self.core.hook_pid() {
+                self.core.hook_exited(exit);
             }
         }
         self.core.reaped();
     }
 
     fn serve_clients(&mut self) {
+        if self.core.run_started {
+            self.core.run_started = false;
+            requests::run_started(&self.core, &mut self.clients);
+        }
         if self.core.state_changed {
             self.core.state_changed = false;
             requests::broadcast_state(&self.core, &mut self.clients);

@@ -46,7 +46,10 @@ pub fn read_orders() -> Result<Orders> {
         0o077
     };
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-    let behavior = match (&launch.spec, launch.restart) {
+    let behavior = match (&launch.spec, launch.restart || launch.restore) {
+        // A restored task's caller (`taskpool restore` at boot) is not its owner: it lives on
+        // as a daemon whatever it was spawned as.
+        _ if launch.restore => Behavior::Daemon,
         (Some(spec), false) => spec.behavior,
         (_, true) => {
             // Unlocked, only to learn how to detach; it is read again under the lock.

@@ -93,8 +93,10 @@ pub mod capture;
 pub mod child;
 pub mod clients;
 pub mod event_loop;
+pub mod hooks;
 pub mod launch;
 pub mod pagebuf;
+pub mod report;
 pub mod requests;
 pub mod ring;
 pub mod start;
@@ -122,26 +124,39 @@ pub fn main() -> i32 {
     if let Err(e) = std::env::set_current_dir(&dir) {
         return fail(&taskpool::Error::path(&dir, e).context(format!("task {}", orders.launch.id)));
     }
-    let running = match start::start(&orders) {
-        Ok(r) => r,
+    let accepted = match start::accept(&orders) {
+        Ok(a) => a,
         Err(e) => return fail(&e),
     };
-    let run = running.started.record.current().map(|r| r.run).unwrap_or(1);
-    let pid = running.started.pid.as_raw();
-    let core = state::Core::new(running.started);
-    core.store(false);
-    launch::reply(&LaunchReply::Ready {
-        supervisor_pid: std::process::id() as i32,
-        pid,
-        run,
-    });
+    let mut undo = accepted.undo;
+    let mut core = state::Core::new(accepted.pool, accepted.record, accepted.lock);
+    let reply = match core.first_step() {
+        Ok(state::FirstStep::Started(pid, run)) => LaunchReply::Ready {
+            supervisor_pid: std::process::id() as i32,
+            pid: pid.as_raw(),
+            run,
+        },
+        Ok(state::FirstStep::Deferred(state)) => LaunchReply::Accepted {
+            supervisor_pid: std::process::id() as i32,
+            state,
+        },
+        Err(e) => {
+            core.abandon();
+            // The record and socket go first, while the task's lock is still held.
+            drop(undo);
+            drop(core);
+            return fail(&e);
+        }
+    };
+    undo.disarm();
+    launch::reply(&reply);
     launch::release_stdio(orders.behavior == Behavior::Foreground);
     let (watch, gone) = match leader {
         launch::Leader::Watch(fd) => (Some(fd), false),
         launch::Leader::Gone => (None, true),
         launch::Leader::Ignored => (None, false),
     };
-    let mut sup = event_loop::Supervisor::new(core, running.listener, running.signals, watch);
+    let mut sup = event_loop::Supervisor::new(core, accepted.listener, accepted.signals, watch);
     if gone {
         sup.terminate_now("terminated: the caller's process group leader had already exited");
     }

@@ -23,7 +23,13 @@ pub fn serve(core: &mut Core, c: &mut Client, scratch: &mut [u8]) {
                 c.mode = Mode::Requests;
             }
             Mode::Following(cur) => feed(core, c, cur, scratch),
-            Mode::Waiting | Mode::Closing => {}
+            Mode::FollowLater(_) if core.ended() => {
+                c.queue(&Response::End {
+                    info: Box::new(core.info()),
+                });
+                c.mode = Mode::Closing;
+            }
+            Mode::Waiting | Mode::Closing | Mode::FollowLater(_) => {}
         }
         c.flush();
         if c.dead || (c.pending(), c.input().len(), c.mode) == before {
@@ -32,11 +38,35 @@ pub fn serve(core: &mut Core, c: &mut Client, scratch: &mut [u8]) {
     }
 }
 
+/// A run has started: followers still on the previous run's output get `end` (its output is
+/// over), and followers waiting for a run begin on this one.
+pub fn run_started(core: &Core, clients: &mut [Client]) {
+    let Some(cap) = &core.capture else { return };
+    for c in clients.iter_mut() {
+        match c.mode {
+            Mode::Following(_) => {
+                c.queue(&Response::End {
+                    info: Box::new(core.info()),
+                });
+                c.mode = Mode::Closing;
+            }
+            Mode::FollowLater(from) => match cap.log.seek(from) {
+                Ok(cur) => c.mode = Mode::Following(cur),
+                Err(e) => {
+                    c.queue(&Response::error(&e));
+                    c.mode = Mode::Closing;
+                }
+            },
+            _ => {}
+        }
+    }
+}
+
 /// Tell every follower that the state changed.
 pub fn broadcast_state(core: &Core, clients: &mut [Client]) {
     let state = core.record.state;
     for c in clients.iter_mut() {
-        if let Mode::Following(_) = c.mode {
+        if let Mode::Following(_) | Mode::FollowLater(_) = c.mode {
             if c.pending() >= 2 * OUT_HIGH {
                 // It reads nothing; events must not grow its buffer without bound.
                 c.dead = true;
@@ -116,7 +146,10 @@ fn dispatch(core: &mut Core, c: &mut Client, req: Request) {
         Request::CloseStdin => on_close_stdin(core, c),
         Request::Follow { from } => on_follow(core, c, from),
         Request::Wait => on_wait(c),
-        Request::Wake => c.queue(&Response::Ok),
+        Request::Wake => {
+            core.wake();
+            c.queue(&Response::Ok);
+        }
         Request::Terminate { grace_ms } => on_terminate(core, c, grace_ms),
     }
 }
@@ -168,7 +201,11 @@ fn on_read(
     peek: bool,
 ) {
     let count = count.unwrap_or(MAX_FRAME).min(MAX_FRAME) as usize;
-    let cap = &mut core.capture;
+    let Some(cap) = &mut core.capture else {
+        // No run yet: nothing to read.
+        c.queue_data(&data_header(stream, offset.unwrap_or(0), 0), &[], &[]);
+        return;
+    };
     if stream == Stream::Combined {
         let offset = offset.unwrap_or(cap.combined_consumed);
         match cap.log.read(Stream::Combined, offset, count) {
@@ -216,6 +253,7 @@ fn stdin_closed(core: &Core) -> Error {
     let why = match core.stdin {
         StdinSink::NotAPipe => "is not a pipe (spawned with stdin null or a file)",
         _ if core.ended() => "is closed: the task has ended",
+        _ if !core.run_active() => "is closed: no run is going on",
         _ => "is closed",
     };
     Error::new(ErrorKind::State, format!("task {}: stdin {why}", core.id))
@@ -253,7 +291,11 @@ fn on_close_stdin(core: &mut Core, c: &mut Client) {
 }
 
 fn on_follow(core: &mut Core, c: &mut Client, from: u64) {
-    match core.capture.log.seek(from) {
+    let Some(cap) = &core.capture else {
+        c.mode = Mode::FollowLater(from);
+        return;
+    };
+    match cap.log.seek(from) {
         Ok(cur) => c.mode = Mode::Following(cur),
         Err(e) => c.queue(&Response::error(&e)),
     }
@@ -271,7 +313,7 @@ fn on_terminate(core: &mut Core, c: &mut Client, grace_ms: Option<u64>) {
 /// Pull the follower's next pieces from the files while its output buffer is small; send `end`
 /// once the run is over and the follower has had every byte.
 fn feed(core: &mut Core, c: &mut Client, mut cur: Cursor, scratch: &mut [u8]) {
-    let cap = &core.capture;
+    let Some(cap) = &core.capture else { return };
     while c.pending() < FOLLOW_LOW && cur.combined < cap.combined_end {
         match cap.log.next_piece_into(&mut cur, scratch) {
             Ok(Some(at)) => {
@@ -297,7 +339,7 @@ fn feed(core: &mut Core, c: &mut Client, mut cur: Cursor, scratch: &mut [u8]) {
         }
     }
     c.mode = Mode::Following(cur);
-    if core.ended() && (cur.combined >= cap.combined_end || c.pending() < FOLLOW_LOW) {
+    if !core.run_active() && (cur.combined >= cap.combined_end || c.pending() < FOLLOW_LOW) {
         // Every byte was sent (or the files end early, say after a write error).
         c.queue(&Response::End {
             info: Box::new(core.info()),

@@ -1,26 +1,25 @@
-//! Starting a run, once detached and inside the task's directory: take the task's lock, build or
-//! load the record, take the user's lock file, create the run directory and its files, listen on
-//! the socket, make the pipes, block the signals the event loop reads from a signalfd, and start
-//! the command. Anything that fails is undone: no socket, no run directory, no lock is
-//! left behind, and a restarted task's record is not touched.
+//! Accepting a task and starting its runs, once detached and inside the task's directory.
+//! [`accept`] takes the task's lock, builds or loads the record, stores it, listens on the socket
+//! and blocks the signals the event loop reads from a signalfd; [`start_run`] creates a run's
+//! directory and files, makes the pipes, and starts the command. What fails is undone: no socket,
+//! no run directory is left behind, and a restarted task's record is put back.
 
 use crate::capture::{Capture, CaptureFiles};
 use crate::child::{self, ChildStdio};
 use crate::launch::Orders;
-use crate::state::Started;
 use crate::stdin::StdinSink;
 use nix::fcntl::{FcntlArg, OFlag};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use taskpool::lock::UserLock;
 use taskpool::output::OutputLog;
-use taskpool::record::{self, Record, RunRecord, State, Stdin, RECORD_FORMAT};
-use taskpool::{Error, ErrorKind, Result};
+use taskpool::record::{self, Record, State, Stdin, RECORD_FORMAT};
+use taskpool::{Error, ErrorKind, Pool, Result};
 
 /// The socket's name while it is being set up; renamed to `sock` once it listens.
 const SOCK_TMP: &str = "sock.tmp";
@@ -32,29 +31,45 @@ pub const RESERVE: &str = "reserve";
 /// The least space [`RESERVE`] keeps (more when the record is larger).
 const RESERVE_MIN: u64 = 64 << 10;
 
-/// What a successful start hands to the event loop.
-pub struct Running {
-    /// The run's state.
-    pub started: Started,
+/// What acceptance hands to the event loop: the task is ours, its record stored, its socket
+/// listening; no run has started yet.
+pub struct Accepted {
+    /// The pool.
+    pub pool: Pool,
+    /// The record (a restarted task's with its history; a restored one's as it was).
+    pub record: Record,
+    /// The task's liveness lock, held until the supervisor exits.
+    pub lock: File,
     /// The listening socket (nonblocking, close-on-exec).
     pub listener: OwnedFd,
     /// The signals the loop handles.
     pub signals: SignalFd,
+    /// Removes what acceptance made, unless disarmed.
+    pub undo: Undo,
 }
 
-/// Removes what a failed start made.
+/// What a started run hands to the core.
+pub struct RunStart {
+    /// The main pid.
+    pub pid: Pid,
+    /// The output capture.
+    pub capture: Capture,
+    /// The stdin.
+    pub stdin: StdinSink,
+}
+
+/// Removes what a failed start made: the socket, the record (or puts a restarted task's back).
 #[derive(Default)]
-struct Undo {
+pub struct Undo {
     socket: bool,
-    run_dir: Option<PathBuf>,
     /// The record stored for this start, and the one it replaced (a restart's), to put back.
     record: Option<(PathBuf, Option<Record>)>,
 }
 
 impl Undo {
-    fn disarm(&mut self) {
+    /// Keep everything: the task is accepted for good.
+    pub fn disarm(&mut self) {
         self.socket = false;
-        self.run_dir = None;
         self.record = None;
     }
 }
@@ -74,32 +89,22 @@ impl Drop for Undo {
             let _ = std::fs::remove_file(SOCK_TMP);
             let _ = std::fs::remove_file(SOCK);
         }
-        if let Some(d) = self.run_dir.take() {
-            let _ = std::fs::remove_dir_all(d);
-        }
     }
 }
 
-/// Steps 3 to 10 of the start-up (see the crate docs). The working directory is the task's.
-pub fn start(orders: &Orders) -> Result<Running> {
+/// Take the task: its lock, its record (stored, live), its socket (listening), the signals.
+/// The working directory is the task's.
+pub fn accept(orders: &Orders) -> Result<Accepted> {
     let pool = &orders.pool;
     let id = orders.launch.id;
     let mut undo = Undo::default();
     let lock = take_task_lock(id)?;
     let mut record = initial_record(orders)?;
     let me = std::process::id();
-    let user_lock = match &record.spec.lockfile {
-        Some(p) => Some(UserLock::acquire(p, me)?),
-        None => None,
-    };
-    let run = record.current().map(|r| r.run).unwrap_or(1);
-    let run_dir = pool.run_dir(id, run);
-    let files = make_run_dir(&run_dir, &mut undo)?;
     // Whoever finds the socket, or the task's environment, must find a live record: store it
-    // (the run's pid comes once the command is started) before listening and before the command
-    // can ask for its own task.
+    // before listening and before the command can ask for its own task.
     let record_path = pool.record_path(id);
-    let previous = if orders.launch.restart {
+    let previous = if orders.launch.restart || orders.launch.restore {
         Some(Record::load(&record_path)?)
     } else {
         None
@@ -107,9 +112,29 @@ pub fn start(orders: &Orders) -> Result<Running> {
     record.state = State::Running;
     record.supervisor_pid = Some(me as i32);
     record.reason = None;
+    record.lost_from = None;
     undo.record = Some((record_path.clone(), previous));
     record.store(&record_path, false)?;
     let listener = listen(pool.shared_gid().is_some(), &mut undo)?;
+    let signals = block_signals()?;
+    Ok(Accepted {
+        pool: pool.clone(),
+        record,
+        lock,
+        listener,
+        signals,
+        undo,
+    })
+}
+
+/// Start the record's current (last) run: create `run-N/`, make the pipes and start the command.
+/// On failure the run directory is removed again.
+pub fn start_run(pool: &Pool, record: &Record) -> Result<RunStart> {
+    let id = record.id;
+    let run = record.current().map(|r| r.run).unwrap_or(1);
+    let run_dir = pool.run_dir(id, run);
+    let mut made = MadeDir(None);
+    let files = make_run_dir(&run_dir, &mut made)?;
     let spec = &record.spec;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = if spec.merge_stderr {
@@ -132,24 +157,15 @@ pub fn start(orders: &Orders) -> Result<Running> {
             (Stdio::from(f), StdinSink::NotAPipe)
         }
     };
-    let signals = block_signals()?;
     let stdio = ChildStdio {
         stdin: child_stdin,
         stdout: Stdio::from(out_w),
         stderr: Stdio::from(err_w),
     };
     let pid = child::start(spec, id, pool.path(), stdio)?;
-    // From here on nothing can fail: the task runs.
-    undo.disarm();
+    made.0 = None;
     // Only now: setting room aside is not on the way to the task running.
-    reserve_room(&record);
-    if let Some(r) = record.current_mut() {
-        r.pid = Some(pid.as_raw());
-        r.started_at = Some(record::now());
-    }
-    record.state = State::Running;
-    record.supervisor_pid = Some(me as i32);
-    record.reason = None;
+    reserve_room(record);
     let capture = Capture::new(
         CaptureFiles {
             stdout_pipe: out_r,
@@ -162,20 +178,22 @@ pub fn start(orders: &Orders) -> Result<Running> {
         record.spec.buffer_size,
         record.spec.log_max,
     );
-    let started = Started {
-        pool: pool.clone(),
-        record,
+    Ok(RunStart {
         pid,
         capture,
         stdin: sink,
-        user_lock,
-        lock,
-    };
-    Ok(Running {
-        started,
-        listener,
-        signals,
     })
+}
+
+/// A run directory made by a start that has not succeeded (yet): removed when dropped.
+struct MadeDir(Option<PathBuf>);
+
+impl Drop for MadeDir {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }
 
 fn take_task_lock(id: u64) -> Result<File> {
@@ -193,7 +211,7 @@ fn take_task_lock(id: u64) -> Result<File> {
 /// The record of the run about to start: a new one, or the task's record with a run added.
 fn initial_record(orders: &Orders) -> Result<Record> {
     let l = &orders.launch;
-    if !l.restart {
+    if !l.restart && !l.restore {
         let spec = l
             .spec
             .clone()
@@ -213,7 +231,7 @@ fn initial_record(orders: &Orders) -> Result<Record> {
             state: State::Running,
             supervisor_pid: None,
             reason: None,
-            runs: vec![RunRecord::new(1)],
+            runs: Vec::new(),
             waiting_for: None,
             next_start: None,
             overlaps: 0,
@@ -223,6 +241,10 @@ fn initial_record(orders: &Orders) -> Result<Record> {
     }
     let path = orders.pool.record_path(l.id);
     let mut rec = Record::load(&path)?;
+    if l.restore {
+        // Lost (or said live, its supervisor gone: we hold the lock now): carried on as it was.
+        return Ok(rec);
+    }
     if rec.state.is_live() {
         return Err(Error::new(
             ErrorKind::State,
@@ -233,8 +255,8 @@ fn initial_record(orders: &Orders) -> Result<Record> {
             ),
         ));
     }
-    let next = rec.current().map(|r| r.run).unwrap_or(0) + 1;
-    rec.runs.push(RunRecord::new(next));
+    rec.next_start = None;
+    rec.waiting_for = None;
     Ok(rec)
 }
 
@@ -245,14 +267,14 @@ struct RunFiles {
     log: OutputLog,
 }
 
-fn make_run_dir(dir: &Path, undo: &mut Undo) -> Result<RunFiles> {
+fn make_run_dir(dir: &Path, undo: &mut MadeDir) -> Result<RunFiles> {
     match std::fs::DirBuilder::new().mode(0o770).create(dir) {
-        Ok(()) => undo.run_dir = Some(dir.to_owned()),
+        Ok(()) => undo.0 = Some(dir.to_owned()),
         // Left by a start that died half-way: its files are truncated below. Only a real
         // directory: a symlink planted there would lead our writes elsewhere.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             match std::fs::symlink_metadata(dir) {
-                Ok(m) if m.file_type().is_dir() => undo.run_dir = Some(dir.to_owned()),
+                Ok(m) if m.file_type().is_dir() => undo.0 = Some(dir.to_owned()),
                 _ => {
                     return Err(Error::new(
                         ErrorKind::PermissionDenied,

@@ -163,10 +163,13 @@ impl Info {
     }
 
     /// The exit status a shell would report for this task: the exit code, `128 + signal` when
-    /// killed, `None` while live or when lost.
+    /// killed, 124 (as `timeout(1)`) when ended by `--timeout`; `None` while live, when lost, or
+    /// when skipped (it never ran).
     pub fn shell_status(&self) -> Option<i32> {
-        if self.is_live() {
-            return None;
+        match self.status {
+            None | Some(Status::Lost) | Some(Status::Skipped) => return None,
+            Some(Status::Timeout) => return Some(124),
+            _ => {}
         }
         if let Some(c) = self.exit_code {
             return Some(c);

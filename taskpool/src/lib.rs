@@ -39,7 +39,9 @@
 mod client;
 pub mod error;
 mod follow;
+pub mod group;
 pub mod info;
+pub mod job;
 pub mod lock;
 pub mod meta;
 pub mod output;

@@ -112,6 +112,26 @@ impl UserLock {
     /// Take `path` exclusively without waiting and write `pid` into it. When another process holds
     /// it the error is [`ErrorKind::LockHeld`] and names the holder's pid as written in the file.
     pub fn acquire(path: &Path, pid: u32) -> Result<UserLock> {
+        match Self::try_acquire(path, pid)? {
+            Ok(l) => Ok(l),
+            Err((_, holder)) => {
+                let who = holder.map_or("another process".to_owned(), |h| format!("pid {h}"));
+                Err(Error::new(
+                    ErrorKind::LockHeld,
+                    format!("lockfile {} is held by {who}", path.display()),
+                ))
+            }
+        }
+    }
+
+    /// Take `path` exclusively without waiting and write `pid` into it; when another process
+    /// holds it, `Ok(Err((file, holder)))`: the open file (to wait on, see [`UserLock::adopt`])
+    /// and the holder as written in the file.
+    #[allow(clippy::type_complexity)]
+    pub fn try_acquire(
+        path: &Path,
+        pid: u32,
+    ) -> Result<std::result::Result<UserLock, (File, Option<String>)>> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -125,27 +145,28 @@ impl UserLock {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = read_holder(&mut file);
-                let who = if holder.is_empty() {
-                    "another process".to_owned()
-                } else {
-                    format!("pid {holder}")
-                };
-                return Err(Error::new(
-                    ErrorKind::LockHeld,
-                    format!("lockfile {} is held by {who}", path.display()),
-                ));
+                let holder = (!holder.is_empty()).then_some(holder);
+                return Ok(Err((file, holder)));
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(Error::path(path, e).context("lockfile"))
             }
         }
+        Ok(Ok(Self::adopt(file, pid)))
+    }
+
+    /// A lock file whose open file description now holds the lock (taken by
+    /// [`UserLock::try_acquire`], or by a child blocked in `flock` on the same description):
+    /// write `pid` into it and keep it.
+    pub fn adopt(file: File, pid: u32) -> UserLock {
         // Overwrite in place, then cut: the file is never empty for a loser reading it (its first
-        // line is the old holder's pid only until this one write lands).
+        // line is the old holder's pid only until this one write lands). Best effort: the lock is
+        // held whether or not the pid could be written.
         let line = format!("{pid}\n");
-        file.write_all_at(line.as_bytes(), 0)
-            .and_then(|()| file.set_len(line.len() as u64))
-            .map_err(|e| Error::path(path, e))?;
-        Ok(UserLock { file })
+        let _ = file
+            .write_all_at(line.as_bytes(), 0)
+            .and_then(|()| file.set_len(line.len() as u64));
+        UserLock { file }
     }
 
     /// The open lock file.

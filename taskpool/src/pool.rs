@@ -411,6 +411,7 @@ impl Pool {
 
     fn mark_lost(&self, id: u64) -> Result<Record> {
         let lost = |rec: &mut Record| {
+            rec.lost_from = Some(rec.state);
             rec.state = State::Lost;
             if let Some(run) = rec.current_mut() {
                 run.status = Some(Status::Lost);
@@ -534,14 +535,22 @@ impl Pool {
     }
 
     /// Remove the records and output of ended tasks (those ended before `older_than` ago, when
-    /// given). Returns the ids removed.
+    /// given), except those that live tasks name as predecessors. Returns the ids removed.
     pub fn clean(&self, older_than: Option<Duration>) -> Result<Vec<u64>> {
         let cutoff = older_than
             .and_then(|d| chrono::Duration::from_std(d).ok())
             .map(|d| record::now() - d);
         let mut removed = Vec::new();
-        for info in self.list()? {
-            if info.is_live() {
+        let all = self.list()?;
+        // Records that live tasks still wait on: their dependents read them when they look.
+        let needed: std::collections::HashSet<u64> = all
+            .iter()
+            .filter(|i| i.is_live())
+            .filter_map(|i| self.load_record(i.id).ok())
+            .flat_map(|r| r.spec.plan.predecessors())
+            .collect();
+        for info in all {
+            if info.is_live() || needed.contains(&info.id) {
                 continue;
             }
             let when = info.ended_at.unwrap_or(info.created_at);

@@ -383,8 +383,13 @@ fn resolve_program(
         if executable(&p) {
             return Ok(());
         }
+        let kind = if p.exists() {
+            ErrorKind::CannotExecute
+        } else {
+            ErrorKind::ProgramNotFound
+        };
         return Err(Error::new(
-            ErrorKind::NotFound,
+            kind,
             format!("program {} is not an executable file", p.display()),
         ));
     }
@@ -407,7 +412,7 @@ fn resolve_program(
         }
     }
     Err(Error::new(
-        ErrorKind::NotFound,
+        ErrorKind::ProgramNotFound,
         format!(
             "program {} not found on PATH",
             std::path::Path::new(prog).display()
@@ -496,6 +501,40 @@ impl Pool {
         };
         let (_, child) = self.launch(&launch, rec.spec.behavior)?;
         Ok(Task::with_child(self.clone(), id, child))
+    }
+
+    /// Re-arm what a reboot (or any loss of supervisors) ended: every task whose supervisor
+    /// vanished while it was queued, waiting or scheduled, and every recurring task, gets a new
+    /// supervisor that carries on its plan under the same id (as a daemon). A missed one-time
+    /// start happens at once; a recurring task's missed firings are skipped, as cron does. Tasks
+    /// that were running a one-time command stay `lost`. Returns each task tried, with the
+    /// outcome.
+    pub fn restore(&self) -> Result<Vec<(u64, Result<Task>)>> {
+        let mut out = Vec::new();
+        for id in self.ids()? {
+            let Ok(rec) = self.load_record(id) else {
+                continue;
+            };
+            let Some(from) = rec.lost_from.filter(|_| rec.state == crate::State::Lost) else {
+                continue;
+            };
+            let recurring = rec.spec.plan.repeat.is_some();
+            if !(from.is_deferred() || recurring) {
+                continue;
+            }
+            let launch = Launch {
+                id,
+                spec: None,
+                meta: Map::new(),
+                restart: false,
+                restore: true,
+            };
+            let r = self
+                .launch(&launch, Behavior::Daemon)
+                .map(|(_, child)| Task::with_child(self.clone(), id, child));
+            out.push((id, r));
+        }
+        Ok(out)
     }
 
     /// Start a supervisor for `launch` and read its one-line answer.
