@@ -227,7 +227,7 @@ pub struct BatchArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub priority: Option<i32>,
     /// Wait (state waiting) while another process holds --lockfile, instead of failing.
-    #[arg(long, requires = "lockfile")]
+    #[arg(long)]
     pub wait_lock: bool,
     /// Start once all these tasks ended with status success or warning. IDs are separated by
     /// spaces or commas (end the list with `--` before PROG); repeatable.

@@ -321,6 +321,9 @@ impl SpawnOptions {
             std::fs::File::open(p).map_err(|e| Error::path(p, e).context("stdin file"))?;
         }
         crate::schedule::check_plan(&self.plan)?;
+        if self.plan.wait_lock && self.lockfile.is_none() {
+            return Err(invalid("--wait-lock needs a lock file (--lockfile)".into()));
+        }
         if let Command::Exec(argv) = &self.command {
             resolve_program(&argv[0], &cwd, &self.env, self.clear_env)?;
         }

@@ -113,7 +113,6 @@ fn batch_spawn_options_are_checked_by_value_parsers() {
         &["--now"],
         &["--delay", "1m", "--at", "23:59"],
         &["--cron", "@daily", "--every", "1h"],
-        &["--wait-lock"],
         &["--group", ".hidden"],
         &["--backoff", "5m..1s"],
         &["--restart", "sometimes"],
@@ -130,6 +129,10 @@ fn batch_spawn_options_are_checked_by_value_parsers() {
     }
     // `spawn` without a command and without --file is a usage error too.
     eq!(code(&tp.run(["spawn", "--name", "x"])), 2);
+    // --wait-lock without a lock file (which a job file may give) is refused at spawn.
+    let out = tp.run(["spawn", "--wait-lock", "-c", "true"]);
+    eq!(code(&out), 1);
+    assert!(stderr(&out).contains("--lockfile"), "{}", stderr(&out));
 }
 
 #[test]
