@@ -65,10 +65,13 @@ pub fn orphans() -> Vec<Pid> {
         .unwrap_or_default()
 }
 
-/// Send `sig` to every process in [`orphans`].
-pub fn signal_orphans(sig: Signal) {
+/// Send `sig` to every process in [`orphans`] except those in `spare` (the supervisor's own
+/// helpers: a hook, a lock waiter, a new run's main process).
+pub fn signal_orphans(sig: Signal, spare: &[Option<Pid>]) {
     for pid in orphans() {
-        let _ = nix::sys::signal::kill(pid, sig);
+        if !spare.contains(&Some(pid)) {
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
     }
 }
 
@@ -80,6 +83,35 @@ pub struct ChildStdio {
     pub stdout: Stdio,
     /// Its standard error.
     pub stderr: Stdio,
+}
+
+/// In a forked child, before exec (the task's command, a hook): an empty signal mask and
+/// default dispositions (the supervisor blocks the signals it reads from its signalfd, and may
+/// have been started with some ignored: a shell's background job ignores INT and QUIT), and
+/// SIGKILL when `parent` dies (exit at once if it already has).
+///
+/// # Safety
+/// Only between `fork` and `exec`; it makes async-signal-safe system calls only.
+pub unsafe fn reset_in_child(parent: Pid) {
+    let mut none: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut none);
+    libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    for sig in 1..libc::SIGRTMIN() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    libc::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
+    // The supervisor may have died before the death signal was armed.
+    if libc::getppid() != parent.as_raw() {
+        libc::_exit(127);
+    }
 }
 
 /// Start `spec`'s command for task `id` of the pool at `pool_dir`; returns the main pid. Failures
@@ -109,32 +141,10 @@ pub fn start(spec: &Spec, id: u64, pool_dir: &std::path::Path, stdio: ChildStdio
         .stdout(stdio.stdout)
         .stderr(stdio.stderr);
     // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
-    // system calls (sigprocmask, signal, prctl, getppid, _exit); it allocates nothing and takes
-    // no locks.
+    // system calls (see `reset_in_child`); it allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
-            // The supervisor blocks the signals it reads from its signalfd, and may have been
-            // started with some ignored (a shell's background job ignores INT and QUIT): the
-            // task starts with an empty mask and default dispositions.
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            for sig in 1..libc::SIGRTMIN() {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            // The supervisor may have died before the death signal was armed.
-            if libc::getppid() != supervisor.as_raw() {
-                libc::_exit(127);
-            }
+            reset_in_child(supervisor);
             Ok(())
         });
     }

@@ -149,10 +149,10 @@ pub fn start(
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
     // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
-    // system calls (see `reset_in_child`); it allocates nothing and takes no locks.
+    // system calls (see `child::reset_in_child`); it allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
-            reset_in_child(supervisor);
+            crate::child::reset_in_child(supervisor);
             Ok(())
         });
     }
@@ -169,33 +169,6 @@ pub fn start(
         out_path,
         in_path,
     })
-}
-
-/// In a forked child, before exec: an empty signal mask, default dispositions, and SIGKILL when
-/// `parent` dies (exit at once if it already has). The same preparation as the task's
-/// (`child::start`).
-///
-/// # Safety
-/// Only between `fork` and `exec`; it makes async-signal-safe system calls only.
-unsafe fn reset_in_child(parent: Pid) {
-    let mut none: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut none);
-    libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-    for sig in 1..libc::SIGRTMIN() {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-    }
-    libc::prctl(
-        libc::PR_SET_PDEATHSIG,
-        libc::SIGKILL as libc::c_ulong,
-        0,
-        0,
-        0,
-    );
-    if libc::getppid() != parent.as_raw() {
-        libc::_exit(127);
-    }
 }
 
 /// Create (or truncate) a hook file: `O_NOFOLLOW`, mode 0660 less the umask.

@@ -778,6 +778,15 @@ impl Core {
     // ----- runs -----
 
     fn begin_run(&mut self) -> taskpool::Result<()> {
+        if let Leftovers::Signalled { .. } = self.leftovers {
+            // The previous run's leftovers have had their SIGTERM; a new run is not started
+            // beside them.
+            if let Some(g) = self.group {
+                let _ = g.signal(Signal::SIGKILL);
+            }
+            crate::child::signal_orphans(Signal::SIGKILL, &self.helpers());
+            self.leftovers = Leftovers::Done;
+        }
         let number = self.record.current().map(|r| r.run).unwrap_or(0) + 1;
         let mut run = RunRecord::new(number);
         run.attempt = self.restarts + 1;
@@ -922,8 +931,8 @@ impl Core {
                 let _ = g.signal(Signal::SIGTERM);
                 let _ = g.signal(Signal::SIGCONT);
             }
-            crate::child::signal_orphans(Signal::SIGTERM);
-            crate::child::signal_orphans(Signal::SIGCONT);
+            crate::child::signal_orphans(Signal::SIGTERM, &self.helpers());
+            crate::child::signal_orphans(Signal::SIGCONT, &self.helpers());
             Leftovers::Signalled {
                 kill_at: now + self.grace,
             }
@@ -1135,11 +1144,16 @@ impl Core {
     /// children (orphans that left the group, such as a daemon; the main process is reaped;
     /// the lock waiter and a hook are not the task's).
     fn leftovers_exist(&self) -> bool {
-        let ours = [self.lock_waiter_pid(), self.hook_pid()];
+        let ours = self.helpers();
         self.group.is_some_and(|g| g.exists())
             || crate::child::orphans()
                 .iter()
                 .any(|p| !ours.contains(&Some(*p)))
+    }
+
+    /// The supervisor's children that are not the task's leftovers.
+    fn helpers(&self) -> [Option<Pid>; 3] {
+        [self.lock_waiter_pid(), self.hook_pid(), self.main_pid()]
     }
 
     /// End the task: a waiting task is cancelled; a running one gets INT now, TERM after
@@ -1226,7 +1240,7 @@ impl Core {
                 if let Some(g) = self.group {
                     let _ = g.signal(Signal::SIGKILL);
                 }
-                crate::child::signal_orphans(Signal::SIGKILL);
+                crate::child::signal_orphans(Signal::SIGKILL, &self.helpers());
                 // The lock waiter and a hook are our children too; they are not leftovers.
                 self.leftovers = Leftovers::Done;
             }
