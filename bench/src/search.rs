@@ -95,17 +95,45 @@ pub fn run(cx: &mut Ctx) {
         dirty,
         "",
     );
+    // Deferred tasks: half scheduled an hour ahead (a timerfd), half waiting for a live task
+    // (a pidfd on its supervisor).
+    let m = cx.n(200, 10);
+    let first = pool.list().expect("list")[0].id;
+    let deferred: Vec<i32> = (0..m)
+        .map(|i| {
+            let opts = SpawnOptions::exec(["true"]);
+            let opts = if i % 2 == 0 {
+                opts.delay(Duration::from_secs(3600))
+            } else {
+                opts.after([first])
+            };
+            let t = pool.spawn(&opts).expect("spawn deferred task");
+            t.info()
+                .expect("info")
+                .supervisor_pid
+                .expect("supervisor pid")
+        })
+        .collect();
+    let (duss, _) = median_uss(&deferred);
+    cx.report.add(
+        "idle",
+        format!("supervisor USS, {m} deferred tasks (scheduled, waiting)"),
+        "KiB",
+        duss,
+        "",
+    );
     let quiet = Duration::from_secs(cx.n(10, 2) as u64);
-    let before: Vec<u64> = live
+    let watched: Vec<i32> = live.iter().chain(&deferred).copied().collect();
+    let before: Vec<u64> = watched
         .iter()
         .map(|p| voluntary_switches(*p).unwrap_or(0))
         .collect();
     std::thread::sleep(quiet); // The measurement is of idleness itself.
-    let woke: u64 = live
+    let woke: Vec<u64> = watched
         .iter()
         .zip(&before)
         .map(|(p, b)| voluntary_switches(*p).unwrap_or(0).saturating_sub(*b))
-        .sum();
+        .collect();
     cx.report.add(
         "idle",
         format!(
@@ -113,7 +141,17 @@ pub fn run(cx: &mut Ctx) {
             quiet.as_secs()
         ),
         "count",
-        vec![woke as f64],
+        vec![woke[..live.len()].iter().sum::<u64>() as f64],
+        "target: 0",
+    );
+    cx.report.add(
+        "idle",
+        format!(
+            "voluntary switches of {m} deferred supervisors over {}s",
+            quiet.as_secs()
+        ),
+        "count",
+        vec![woke[live.len()..].iter().sum::<u64>() as f64],
         "target: 0",
     );
 

@@ -17,19 +17,26 @@
 //! the caller's child. It then becomes a child subreaper and changes into the task's directory,
 //! so that the socket is bound by a short relative name whatever the pool's path length.
 //!
-//! **Start** ([`start`]). Take the task's `lock` (an OFD lock: liveness probes never take it),
-//! build the record (or, on restart, load it under the lock and add a run), take the user's lock
-//! file, create `run-N/{stdout,stderr,chunks}`, bind `sock.tmp`, listen, and rename it to `sock`
-//! (a socket that exists always listens), make the pipes, block SIGCHLD, SIGTERM, SIGINT, SIGHUP
-//! and SIGPIPE and open a signalfd for the first four, and start the command ([`child`]) in its
-//! own process group with `PR_SET_PDEATHSIG`. If anything fails, what was made is removed and the
-//! error is the reply. On success the record is written, `ready` is sent, and stdout (and stderr,
-//! unless in the foreground) are pointed at `/dev/null`.
+//! **Accept** ([`start::accept`]). Take the task's `lock` (an OFD lock: liveness probes never
+//! take it), build the record (or, on restart or restore, load it under the lock), store it live,
+//! bind `sock.tmp`, listen, and rename it to `sock` (a socket that exists always listens), block
+//! SIGCHLD, SIGTERM, SIGINT, SIGHUP and SIGPIPE and open a signalfd for the first four.
+//!
+//! **First step** ([`state::Core::first_step`]). The task's plan is checked at its gate
+//! ([`state`]): predecessors, start time, group slot, lock file. When nothing stands in the way
+//! the run starts at once ([`start::start_run`]: create `run-N/{stdout,stderr,chunks}`, make the
+//! pipes, start the command ([`child`]) in its own process group with `PR_SET_PDEATHSIG`) and the
+//! reply is `ready`; when something does, the record is stored durably and the reply is
+//! `accepted` (the task is `queued`, `waiting` or `scheduled`). If anything fails, what was made is
+//! removed and the error is the reply. Then stdout (and stderr, unless in the foreground) are
+//! pointed at `/dev/null`.
 //!
 //! **Loop** ([`event_loop`]). One `poll` over the signalfd, the listener, the output pipes, the
-//! stdin pipe (only while bytes are queued for it), the background caller's pidfd and the
+//! stdin pipe (only while bytes are queued for it), the background caller's pidfd, the wall-clock
+//! timerfd of a scheduled or recurring task, the pidfds of the predecessors it waits for, and the
 //! clients, with one timeout: the earliest deadline of the drain after the main process exits, a
-//! terminate's next signal, the SIGKILL of leftovers, or the end of a linger. With no deadline
+//! terminate's next signal, a `--timeout`, a hook's timeout, the SIGKILL of leftovers, or the end
+//! of a linger. After every batch of events the plan is moved on ([`state::Core::advance`]). With no deadline
 //! the supervisor sleeps in `poll` with no timeout: an idle task costs nothing, and holds little
 //! memory: start-up's freed heap is returned to the kernel before the loop, the read buffer
 //! ([`pagebuf`]) is only backed by memory once output arrives, and the rings are allocated with
@@ -40,16 +47,23 @@
 //! however far behind it is. Every state change goes through [`state::Core`], which keeps the
 //! record in step (replaced atomically; fsync'd only for the final record).
 //!
-//! **End.** A run has ended when the main process has been reaped and both pipes are at end of
-//! file, or [`state::DRAIN_AFTER_EXIT`] after the main process was reaped, whichever comes first
-//! (a grandchild holding stdout must not keep `wait` hanging). The supervisor then reads what is
-//! left in the pipes, closes them, records the exit code or signal, end time and final counters
-//! (durably), releases the user's lock file, and sends `end` to waiters and, once they have had
-//! every byte, to followers. Whatever is left in the task's process group gets SIGTERM, and
-//! SIGKILL after the grace, and so do the supervisor's own remaining children: as a subreaper it
-//! inherits what the task orphaned, including a daemon that left the group ([`child::orphans`]). The supervisor removes its socket and exits, unless asked to linger.
-//! `terminate` (or SIGTERM, SIGINT or SIGHUP to the supervisor, or a background caller's exit)
-//! sends SIGINT to the group, then SIGTERM and SIGKILL a grace apart, and ignores the linger.
+//! **End of a run.** A run has ended when the main process has been reaped and both pipes are
+//! at end of file, or [`state::DRAIN_AFTER_EXIT`] after the main process was reaped, whichever
+//! comes first (a grandchild holding stdout must not keep `wait` hanging). The supervisor then
+//! reads what is left in the pipes, closes them, records the exit code or signal, status (with
+//! `--warn-codes` and `--timeout` taken into account), end time and final counters, releases the
+//! user's lock file and the group slot (waking the next queued task), writes the completion
+//! report, and sends `end` to followers once they have had every byte. Whatever is left in the
+//! task's process group gets SIGTERM, and SIGKILL after the grace, and so do the supervisor's own
+//! remaining children other than its hooks and lock waiter: as a subreaper it inherits what the
+//! task orphaned, including a daemon that left the group ([`child::orphans`]). Then a restart
+//! is planned (after its backoff), or the hooks run ([`hooks`], one at a time, each its own
+//! process group with a timeout) and a recurring task's next firing is planned; otherwise the task
+//! has ended for good: the final record is stored durably, waiters get `end`, and the supervisor
+//! removes its socket and exits, unless asked to linger. `terminate` (or SIGTERM, SIGINT or SIGHUP
+//! to the supervisor, or a background caller's exit) cancels a waiting task, or sends SIGINT to
+//! the group, then SIGTERM and SIGKILL a grace apart, with no restart or further firing, and
+//! ignores the linger.
 //!
 //! **If the supervisor dies.** The main process gets SIGKILL (`PR_SET_PDEATHSIG`). Its own
 //! children in the task's process group are not signalled by the kernel: they are re-parented to

@@ -16,5 +16,6 @@ mod jobs;
 mod library;
 mod output;
 mod queue;
+mod queue_more;
 mod security;
 mod symlinks;
