@@ -37,6 +37,19 @@ pub fn output(global: &GlobalArgs, cmd: &OutputCmd) -> Result<i32> {
     let rec = task.record()?;
     let latest = rec.current().map_or(0, |r| r.run);
     let run = cmd.run.unwrap_or(latest);
+    if latest == 0 && cmd.run.is_none() && rec.state.is_live() {
+        // A deferred task that has not run yet: nothing to print, or follow its first run.
+        if cmd.follow {
+            let view = View {
+                json: global.json,
+                id: task.id(),
+                run: 1,
+                stream,
+            };
+            return follow(&view, &task, 0);
+        }
+        return Ok(0);
+    }
     let Some(run_rec) = rec.runs.iter().find(|r| r.run == run) else {
         return Err(Error::new(
             ErrorKind::NotFound,

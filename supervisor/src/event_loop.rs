@@ -43,6 +43,8 @@ pub struct Supervisor {
     leader: Option<OwnedFd>,
     clients: Vec<Client>,
     pollfds: Vec<libc::pollfd>,
+    /// Where the slot holders' pidfds start in `pollfds`.
+    holders_at: usize,
     /// Where the clients start in `pollfds`.
     clients_at: usize,
     scratch: PageBuf,
@@ -70,6 +72,7 @@ impl Supervisor {
             leader,
             clients: Vec::new(),
             pollfds: Vec::with_capacity(WATCHED + 4),
+            holders_at: WATCHED,
             clients_at: WATCHED,
             scratch: PageBuf::new(READ_CHUNK),
             hello,
@@ -86,6 +89,10 @@ impl Supervisor {
         loop {
             let now = Instant::now();
             self.core.on_time(now, &mut self.scratch);
+            self.core.advance();
+            self.serve_clients();
+            // A request may have moved the plan on (terminate or kill of a waiting task, a
+            // wake): carry that out before sleeping, and tell the clients.
             self.core.advance();
             self.serve_clients();
             if self.core.finished(Instant::now()) {
@@ -154,6 +161,10 @@ impl Supervisor {
             self.pollfds
                 .push(pfd(Some(w.pidfd.as_raw_fd()), libc::POLLIN));
         }
+        self.holders_at = self.pollfds.len();
+        for h in &self.core.holders {
+            self.pollfds.push(pfd(Some(h.as_raw_fd()), libc::POLLIN));
+        }
         self.clients_at = self.pollfds.len();
         let room = self.core.stdin.room();
         for c in &self.clients {
@@ -185,10 +196,16 @@ impl Supervisor {
             self.core.timer_fired();
         }
         // Highest first: each one found gone is swap-removed.
-        for i in (0..self.clients_at - WATCHED).rev() {
+        for i in (0..self.holders_at - WATCHED).rev() {
             if self.pollfds[WATCHED + i].revents != 0 {
                 self.core.predecessor_gone(i);
             }
+        }
+        if self.pollfds[self.holders_at..self.clients_at]
+            .iter()
+            .any(|p| p.revents != 0)
+        {
+            self.core.wake();
         }
         if self.revents(STDIN) != 0 {
             self.core.stdin.flush();

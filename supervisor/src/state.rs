@@ -156,6 +156,8 @@ pub struct Core {
     lock_waiter: Option<(Pid, File)>,
     /// Predecessors still live.
     pub watched: Vec<Watched>,
+    /// At the head of a group's queue: pidfds of the slots' holders.
+    pub holders: Vec<OwnedFd>,
     /// Look at the predecessors again at the next gate.
     deps_check: bool,
     /// The wall-clock timer for `next_start` and recurring firings (made when first needed).
@@ -217,6 +219,7 @@ impl Core {
             slot_check: true,
             lock_waiter: None,
             watched: Vec::new(),
+            holders: Vec::new(),
             deps_check: true,
             timer: None,
             timer_at: None,
@@ -553,11 +556,28 @@ impl Core {
                 }
                 if self.slot_check {
                     self.slot_check = false;
-                    if let Some(s) = group::try_take_slot(&self.pool, &name, self.id, prio)? {
-                        self.slot = Some(s);
-                        self.queued = false;
-                        // Another slot may be free too: the next in line looks.
-                        group::kick(&self.pool, &name);
+                    self.holders.clear();
+                    match group::take_or_watch(&self.pool, &name, self.id, prio)? {
+                        Ok(s) => {
+                            self.slot = Some(s);
+                            self.queued = false;
+                            // Another slot may be free too: the next in line looks.
+                            group::kick(&self.pool, &name);
+                        }
+                        Err(pids) => {
+                            // At the head: watch the holders; a holder that dies without a
+                            // word (SIGKILL) frees its slot. A holder already gone: look again.
+                            for pid in pids {
+                                match pidfd_open(pid) {
+                                    Some(fd) => self.holders.push(fd),
+                                    None => self.slot_check = true,
+                                }
+                            }
+                            if self.slot_check {
+                                self.holders.clear();
+                                return self.gate();
+                            }
+                        }
                     }
                 }
                 if self.slot.is_none() {
@@ -681,9 +701,10 @@ impl Core {
         self.deps_check = true;
     }
 
-    /// A `wake` arrived: look for a slot again.
+    /// A `wake` arrived, or a slot holder the task watched exited: look for a slot again.
     pub fn wake(&mut self) {
         self.slot_check = true;
+        self.holders.clear();
     }
 
     /// The timer fired.
@@ -754,6 +775,7 @@ impl Core {
     }
 
     fn dequeue(&mut self) {
+        self.holders.clear();
         if self.queued {
             if let Some(name) = &self.record.spec.plan.group {
                 let _ = group::dequeue(&self.pool, name, self.id, self.record.spec.plan.priority);

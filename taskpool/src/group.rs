@@ -192,6 +192,22 @@ impl GroupDir {
         Ok(held)
     }
 
+    /// The pids written by the holders of the held slots (see [`try_take_slot`]).
+    fn holders(&self) -> Result<Vec<i32>> {
+        let mut pids = Vec::new();
+        for k in self.held()? {
+            if let Ok(b) = read_nofollow(&self.slot_path(k)) {
+                if let Some(pid) = std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                {
+                    pids.push(pid);
+                }
+            }
+        }
+        Ok(pids)
+    }
+
     /// The queue's keys, in start order.
     fn keys(&self) -> Result<Vec<String>> {
         let mut keys: Vec<String> = read_names(&self.queue_dir())?
@@ -238,6 +254,11 @@ impl GroupDir {
             let path = self.slot_path(k);
             let file = lock::open(&path, true).map_err(|e| Error::path(&path, e))?;
             if lock::try_lock_ofd(&file)? {
+                // The holder's pid, so that the head of the queue can watch it (a SIGKILLed
+                // holder frees its slot with no one left to say so).
+                let line = format!("{}\n", std::process::id());
+                let _ = std::os::unix::fs::FileExt::write_all_at(&file, line.as_bytes(), 0)
+                    .and_then(|()| file.set_len(line.len() as u64));
                 return Ok(Slot {
                     _file: file,
                     index: k,
@@ -396,6 +417,19 @@ pub fn dequeue(pool: &Pool, group: &str, id: u64, priority: i32) -> Result<()> {
 /// not, the task's queue entry is left in place (created if missing) and `None` is returned:
 /// wait for a `wake` and try again. Entries of dead supervisors met on the way are removed.
 pub fn try_take_slot(pool: &Pool, group: &str, id: u64, priority: i32) -> Result<Option<Slot>> {
+    Ok(take_or_watch(pool, group, id, priority)?.ok())
+}
+
+/// [`try_take_slot`], telling the head of the queue what to watch when it cannot start: the
+/// pids of the supervisors holding the slots (written in the slot files). A holder that dies
+/// without a word (SIGKILL) frees its slot; the head, watching it (a pidfd), tries again. Tasks
+/// behind the head get an empty list: the head wakes the next once it has a slot.
+pub fn take_or_watch(
+    pool: &Pool,
+    group: &str,
+    id: u64,
+    priority: i32,
+) -> Result<std::result::Result<Slot, Vec<i32>>> {
     let g = GroupDir::create(pool, group)?;
     let _mutex = g.lock()?;
     let key = queue_key(id, priority);
@@ -409,10 +443,10 @@ pub fn try_take_slot(pool: &Pool, group: &str, id: u64, priority: i32) -> Result
     if my_turn && room {
         let slot = g.take_free_slot(group)?;
         remove_if_present(&g.queue_dir().join(&key))?;
-        return Ok(Some(slot));
+        return Ok(Ok(slot));
     }
     g.add_entry(&key)?;
-    Ok(None)
+    Ok(Err(if my_turn { g.holders()? } else { Vec::new() }))
 }
 
 /// Wake the head of `group`'s queue when a slot may have become free: after a slot was freed, a

@@ -44,10 +44,7 @@ fn read_fifo(fifo: &Path, timeout: Duration) -> Option<String> {
 fn finish(child: Child, timeout: Duration) -> Output {
     let pid = child.id() as i32;
     if !wait_gone(pid, timeout) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::SIGKILL,
-        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
         let out = child.wait_with_output().unwrap();
         panic!(
             "the command did not end within {timeout:?}; stdout so far: {}",
@@ -70,7 +67,10 @@ fn supervisor_pid(tp: &TestPool, id: u64) -> i32 {
 
 fn sigkill(pid: i32) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
-    assert!(wait_gone(pid, Duration::from_secs(5)), "pid {pid} survived SIGKILL");
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)),
+        "pid {pid} survived SIGKILL"
+    );
 }
 
 /// Ids printed by `ls --state STATE --json`.
@@ -257,16 +257,62 @@ fn following_a_queued_task_waits_for_its_run() {
     eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 }
 
+/// `taskpool terminate ID` as a child, which must end within 5 s.
+fn terminate_within_5s(tp: &TestPool, id: u64) {
+    let child = tp
+        .cmd()
+        .args(["terminate", &id.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child, Duration::from_secs(5));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn terminate_of_a_queued_task_returns_and_skips_it() {
+    let tp = TestPool::new();
+    tp.ok(["group", "set", "one", "--parallel", "1"]);
+    let blocker = tp.spawn(["--group", "one", "-c", "read x"]);
+    let queued = tp.spawn(["--group", "one", "--", "true"]);
+    terminate_within_5s(&tp, queued);
+    let info = tp.info(queued);
+    eq!(info["state"], json!("skipped"));
+    assert!(
+        info["reason"].as_str().unwrap().contains("terminated"),
+        "{info}"
+    );
+    tp.ok(["send", &blocker.to_string(), "go"]);
+    eq!(wait_for(&tp, blocker, "5s"), 0);
+}
+
+#[test]
+fn terminate_of_a_waiting_task_returns_and_skips_it() {
+    let tp = TestPool::new();
+    let pred = tp.spawn(["-c", "read x"]);
+    let dependent = tp.spawn(["--after", &pred.to_string(), "--", "true"]);
+    eq!(tp.info(dependent)["state"], json!("waiting"));
+    terminate_within_5s(&tp, dependent);
+    eq!(tp.info(dependent)["state"], json!("skipped"));
+    tp.ok(["send", &pred.to_string(), "go"]);
+    eq!(wait_for(&tp, pred, "5s"), 0);
+}
+
 #[test]
 fn terminate_stops_a_scheduled_recurring_job_for_good() {
     let tp = TestPool::new();
-    let id = tp.spawn(["--every", "1s", "--", "true"]);
+    // The first firing is far off: only the terminate itself can end the job.
+    let id = tp.spawn(["--every", "30s", "--", "true"]);
     eq!(tp.info(id)["state"], json!("scheduled"));
     let sup = supervisor_pid(&tp, id);
-    tp.ok(["terminate", &id.to_string()]);
+    terminate_within_5s(&tp, id);
     let out = tp.run(["wait", "--timeout", "5s", &id.to_string()]);
     assert!(code(&out) != 124, "wait timed out");
-    assert!(wait_gone(sup, Duration::from_secs(5)), "supervisor lives on");
+    assert!(
+        wait_gone(sup, Duration::from_secs(5)),
+        "supervisor lives on"
+    );
     let info = tp.info(id);
     eq!(info["state"], json!("skipped"));
     eq!(info["status"], json!("skipped"));
@@ -279,9 +325,10 @@ fn terminate_stops_a_scheduled_recurring_job_for_good() {
 fn terminate_between_firings_ends_a_recurring_job_that_ran() {
     let tp = TestPool::new();
     let fired = fifo(&tp, "fired");
+    // The second firing is far off: only the terminate itself can end the job.
     let id = tp.spawn([
         "--every",
-        "1s",
+        "30s",
         "--now",
         "-c",
         &format!("echo fired > {}", fired.display()),
@@ -291,10 +338,13 @@ fn terminate_between_firings_ends_a_recurring_job_that_ran() {
         Some("fired\n")
     );
     let sup = supervisor_pid(&tp, id);
-    tp.ok(["terminate", &id.to_string()]);
+    terminate_within_5s(&tp, id);
     let out = tp.run(["wait", "--timeout", "5s", &id.to_string()]);
     assert!(code(&out) != 124, "wait timed out");
-    assert!(wait_gone(sup, Duration::from_secs(5)), "supervisor lives on");
+    assert!(
+        wait_gone(sup, Duration::from_secs(5)),
+        "supervisor lives on"
+    );
     let info = tp.info(id);
     assert!(
         info["state"] == json!("exited") || info["state"] == json!("skipped"),
@@ -311,7 +361,16 @@ fn terminate_between_firings_ends_a_recurring_job_that_ran() {
 fn run_with_a_timeout_or_a_delay() {
     let tp = TestPool::new();
     let t0 = Instant::now();
-    let out = tp.run(["run", "--timeout", "300ms", "--grace", "200ms", "--", "sleep", "10"]);
+    let out = tp.run([
+        "run",
+        "--timeout",
+        "300ms",
+        "--grace",
+        "200ms",
+        "--",
+        "sleep",
+        "10",
+    ]);
     eq!(code(&out), 124);
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     let t0 = Instant::now();
@@ -424,7 +483,10 @@ fn a_cancelled_lock_waiter_leaves_no_process_holding_the_lock() {
     let info = tp.info(waiter);
     eq!(info["state"], json!("skipped"));
     eq!(info["runs"], json!([]));
-    assert!(wait_gone(sup, Duration::from_secs(5)), "supervisor lives on");
+    assert!(
+        wait_gone(sup, Duration::from_secs(5)),
+        "supervisor lives on"
+    );
     assert!(
         wait_gone(lock_waiters[0], Duration::from_secs(5)),
         "the lock waiter {} survived",
@@ -540,9 +602,19 @@ fn rm_force_of_a_queued_task_leaves_the_queue_working() {
     let gone = tp.spawn(["--group", "g", "--", "true"]);
     let next = tp.spawn(["--group", "g", "--", "true"]);
     let sup = supervisor_pid(&tp, gone);
-    tp.ok(["rm", "--force", &gone.to_string()]);
+    let child = tp
+        .cmd()
+        .args(["rm", "--force", &gone.to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child, Duration::from_secs(5));
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(wait_gone(sup, Duration::from_secs(5)));
-    assert!(!tp.pool.task_dir(gone).exists(), "task {gone} still has a directory");
+    assert!(
+        !tp.pool.task_dir(gone).exists(),
+        "task {gone} still has a directory"
+    );
     let queue: Vec<_> = std::fs::read_dir(tp.dir.join("groups/g/queue"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -592,7 +664,9 @@ fn concurrent_limit_changes_while_tasks_end_never_exceed_the_limit_or_stall() {
         "echo \"S $(date +%s%N)\" >> {l}; sleep 0.02; echo \"E $(date +%s%N)\" >> {l}",
         l = log.display()
     );
-    let ids: Vec<u64> = (0..12).map(|_| tp.spawn(["--group", "g", "-c", &job])).collect();
+    let ids: Vec<u64> = (0..12)
+        .map(|_| tp.spawn(["--group", "g", "-c", &job]))
+        .collect();
     std::thread::scope(|s| {
         s.spawn(|| {
             for i in 0..20 {
@@ -702,7 +776,10 @@ fn check(root: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
         }
     }
     if let Some(one) = schema["oneOf"].as_array() {
-        let n = one.iter().filter(|s| check(root, s, v, at).is_empty()).count();
+        let n = one
+            .iter()
+            .filter(|s| check(root, s, v, at).is_empty())
+            .count();
         if n != 1 {
             errs.push(format!("{at}: {v} matches {n} oneOf branches"));
         }
@@ -726,7 +803,16 @@ fn info_of_every_new_state_matches_the_shipped_schema() {
     let on_tasks = tp.spawn(["--after", &running.to_string(), "--", "true"]);
     let on_lock = tp.spawn(["--lockfile", l, "--wait-lock", "--", "true"]);
     let scheduled = tp.spawn(["--delay", "30s", "--", "true"]);
-    let recurring = tp.spawn(["--every", "1s", "--max-runs", "1", "--warn-codes", "3", "-c", "exit 3"]);
+    let recurring = tp.spawn([
+        "--every",
+        "1s",
+        "--max-runs",
+        "1",
+        "--warn-codes",
+        "3",
+        "-c",
+        "exit 3",
+    ]);
     let skipped = tp.spawn(["--after-failure", &recurring.to_string(), "--", "true"]);
     let mut infos = vec![
         ("queued", tp.info(queued)),
