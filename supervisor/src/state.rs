@@ -981,21 +981,30 @@ impl Core {
         if restart {
             self.restarts += 1;
             let delay = backoff.delay_ms(self.restarts);
-            self.record.next_start =
-                Some(record::now() + chrono::Duration::milliseconds(delay as i64));
-            self.phase = Phase::Gate;
-            self.record.state = State::Scheduled;
-            self.state_changed = true;
-            self.store(false);
-            self.rearm();
+            self.schedule(record::now() + chrono::Duration::milliseconds(delay as i64));
             return;
         }
         self.restarts = 0;
-        self.pending_hooks = crate::hooks::hooks_for(&self.record.spec.plan.hooks, status);
-        self.pending_hooks.reverse(); // popped from the end
+        self.queue_hooks(status);
         self.phase = Phase::Hooks;
         self.store(false);
         self.state_changed = true;
+    }
+
+    /// Wait in the gate (state `scheduled`) for the next run at `at`.
+    fn schedule(&mut self, at: Timestamp) {
+        self.record.next_start = Some(at);
+        self.phase = Phase::Gate;
+        self.record.state = State::Scheduled;
+        self.state_changed = true;
+        self.store(false);
+        self.rearm();
+    }
+
+    /// The hooks that `status` calls for, to run one after the other.
+    fn queue_hooks(&mut self, status: Status) {
+        self.pending_hooks = crate::hooks::hooks_for(&self.record.spec.plan.hooks, status);
+        self.pending_hooks.reverse(); // popped from the end
     }
 
     fn write_report(&mut self, status: Status) {
@@ -1024,9 +1033,7 @@ impl Core {
         self.pending_hooks.clear();
         if self.record.runs.is_empty() {
             self.write_report(Status::Skipped);
-            self.pending_hooks =
-                crate::hooks::hooks_for(&self.record.spec.plan.hooks, Status::Skipped);
-            self.pending_hooks.reverse();
+            self.queue_hooks(Status::Skipped);
         }
         self.stopped = true;
         self.next_firing = None;
@@ -1108,12 +1115,7 @@ impl Core {
                 _ => self.firing_after(now),
             };
             if let Some(next) = next {
-                self.record.next_start = Some(next);
-                self.phase = Phase::Gate;
-                self.record.state = State::Scheduled;
-                self.state_changed = true;
-                self.store(false);
-                self.rearm();
+                self.schedule(next);
                 return;
             }
         }
