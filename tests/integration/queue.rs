@@ -6,17 +6,10 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// A scratch directory inside the test pool's root, for files the jobs write.
-fn scratch(tp: &TestPool) -> std::path::PathBuf {
-    let d = tp.dir.parent().unwrap().join("work");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn a_group_limit_of_two_holds_under_fifty_tasks_from_five_spawners() {
     let tp = TestPool::new();
-    let work = scratch(&tp);
+    let work = tp.scratch();
     let log = work.join("log");
     tp.ok(["group", "set", "g", "--parallel", "2"]);
     // Each job notes its start and end (nanoseconds) with one append each.
@@ -112,9 +105,7 @@ fn a_slot_held_by_a_killed_supervisor_is_freed() {
     let first = tp.spawn(["--group", "one", "--", "sleep", "30"]);
     let second = tp.spawn(["--group", "one", "--", "true"]);
     eq!(tp.info(second)["state"], json!("queued"));
-    let sup = tp.info(first)["supervisor_pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup), nix::sys::signal::SIGKILL).unwrap();
-    assert!(wait_gone(sup, Duration::from_secs(5)));
+    sigkill(tp.supervisor_pid(first));
     // The kernel freed the slot; the head of the queue watched its holder and starts.
     tp.wait_ok(&second.to_string());
 }
@@ -122,7 +113,7 @@ fn a_slot_held_by_a_killed_supervisor_is_freed() {
 #[test]
 fn wait_lock_waits_for_the_holder_and_names_it() {
     let tp = TestPool::new();
-    let lock = scratch(&tp).join("lock");
+    let lock = tp.scratch().join("lock");
     let l = lock.to_str().unwrap();
     let holder = tp.spawn(["--lockfile", l, "--", "sleep", "30"]);
     // Without --wait-lock the second holder is refused.
@@ -208,7 +199,7 @@ fn an_unknown_predecessor_is_refused_at_spawn() {
 #[test]
 fn a_chain_of_a_hundred_tasks_runs_in_order() {
     let tp = TestPool::new();
-    let order = scratch(&tp).join("order");
+    let order = tp.scratch().join("order");
     let job = format!("echo $TASKPOOL_TASK_ID >> {}", order.display());
     let mut prev: Option<u64> = None;
     let mut ids = Vec::new();
@@ -278,7 +269,7 @@ fn an_absolute_time_in_the_past_is_refused() {
 #[test]
 fn a_job_every_second_records_history_skips_overlaps_and_stops_on_a_code() {
     let tp = TestPool::new();
-    let work = scratch(&tp);
+    let work = tp.scratch();
     // Run 1 is quick; run 2 outlasts two firings; run 3 exits 3, which stops the job.
     let job = "n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; echo run $n; \
                if [ $n -eq 2 ]; then sleep 2.3; fi; if [ $n -ge 3 ]; then exit 3; fi";
@@ -353,7 +344,7 @@ fn restarts_back_off_and_each_attempt_shows() {
 #[test]
 fn a_timeout_ends_the_whole_process_tree() {
     let tp = TestPool::new();
-    let pids = scratch(&tp).join("pids");
+    let pids = tp.scratch().join("pids");
     let job = format!(
         "sleep 30 & echo $! > {p}; sh -c 'sleep 30' & wait",
         p = pids.display()
@@ -389,7 +380,7 @@ fn warn_codes_mean_success_with_warnings() {
 #[test]
 fn hooks_see_the_report_and_wait_returns_after_them() {
     let tp = TestPool::new();
-    let work = scratch(&tp);
+    let work = tp.scratch();
     let hook = "cat > hook.json; env | grep ^TASKPOOL_ | sort > hook.env; echo hook-said-this";
     let id = tp.spawn([
         "--cwd",
@@ -459,7 +450,7 @@ fn a_hook_that_runs_too_long_is_killed_and_never_changes_the_status() {
 #[test]
 fn restore_re_arms_a_scheduled_task_after_its_supervisor_is_killed() {
     let tp = TestPool::new();
-    let work = scratch(&tp);
+    let work = tp.scratch();
     let id = tp.spawn([
         "--delay",
         "1s",
@@ -468,15 +459,11 @@ fn restore_re_arms_a_scheduled_task_after_its_supervisor_is_killed() {
         "-c",
         "echo ran > ran",
     ]);
-    let sup = tp.info(id)["supervisor_pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup), nix::sys::signal::SIGKILL).unwrap();
-    assert!(wait_gone(sup, Duration::from_secs(5)));
+    sigkill(tp.supervisor_pid(id));
     eq!(tp.info(id)["state"], json!("lost"));
     // A one-time task that was running when lost is not re-armed.
     let plain = tp.spawn(["--", "sleep", "30"]);
-    let psup = tp.info(plain)["supervisor_pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(psup), nix::sys::signal::SIGKILL).unwrap();
-    assert!(wait_gone(psup, Duration::from_secs(5)));
+    sigkill(tp.supervisor_pid(plain));
     eq!(tp.ok(["restore"]).trim(), id.to_string());
     eq!(tp.info(id)["state"], json!("scheduled"));
     tp.wait_ok(&id.to_string());

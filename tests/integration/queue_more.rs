@@ -11,17 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A scratch directory beside the test pool, for files the jobs write.
-fn scratch(tp: &TestPool) -> PathBuf {
-    let d = tp.dir.parent().unwrap().join("work");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// A FIFO in the scratch directory: a job writes a line into it, the test reads it, so the test
 /// awaits the job's progress instead of sleeping.
 fn fifo(tp: &TestPool, name: &str) -> PathBuf {
-    let p = scratch(tp).join(name);
+    let p = tp.scratch().join(name);
     nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     p
 }
@@ -54,23 +47,26 @@ fn finish(child: Child, timeout: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// A job firing every `every`, at once first, that writes `fired` into `fifo` each time; returns
+/// once the first firing has written.
+fn spawn_firing(tp: &TestPool, every: &str, fifo: &Path) -> u64 {
+    let id = tp.spawn([
+        "--every",
+        every,
+        "--now",
+        "-c",
+        &format!("echo fired > {}", fifo.display()),
+    ]);
+    eq!(
+        read_fifo(fifo, Duration::from_secs(5)).as_deref(),
+        Some("fired\n")
+    );
+    id
+}
+
 /// `taskpool wait --timeout D ID`: 124 when the task is still live after D.
 fn wait_for(tp: &TestPool, id: u64, timeout: &str) -> i32 {
     code(&tp.run(["wait", "--timeout", timeout, &id.to_string()]))
-}
-
-fn supervisor_pid(tp: &TestPool, id: u64) -> i32 {
-    tp.info(id)["supervisor_pid"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("task {id} has no supervisor pid")) as i32
-}
-
-fn sigkill(pid: i32) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
-    assert!(
-        wait_gone(pid, Duration::from_secs(5)),
-        "pid {pid} survived SIGKILL"
-    );
 }
 
 /// Ids printed by `ls --state STATE --json`.
@@ -166,7 +162,7 @@ fn a_lowered_limit_holds_back_new_starts_until_enough_have_ended() {
 #[test]
 fn a_higher_priority_jumps_the_queue() {
     let tp = TestPool::new();
-    let order = scratch(&tp).join("order");
+    let order = tp.scratch().join("order");
     tp.ok(["group", "set", "one", "--parallel", "1"]);
     let blocker = tp.spawn(["--group", "one", "-c", "read x"]);
     let job = |name: &str| format!("echo {name} >> {}", order.display());
@@ -305,7 +301,7 @@ fn terminate_stops_a_scheduled_recurring_job_for_good() {
     // The first firing is far off: only the terminate itself can end the job.
     let id = tp.spawn(["--every", "30s", "--", "true"]);
     eq!(tp.info(id)["state"], json!("scheduled"));
-    let sup = supervisor_pid(&tp, id);
+    let sup = tp.supervisor_pid(id);
     terminate_within_5s(&tp, id);
     let out = tp.run(["wait", "--timeout", "5s", &id.to_string()]);
     assert!(code(&out) != 124, "wait timed out");
@@ -326,18 +322,8 @@ fn terminate_between_firings_ends_a_recurring_job_that_ran() {
     let tp = TestPool::new();
     let fired = fifo(&tp, "fired");
     // The second firing is far off: only the terminate itself can end the job.
-    let id = tp.spawn([
-        "--every",
-        "30s",
-        "--now",
-        "-c",
-        &format!("echo fired > {}", fired.display()),
-    ]);
-    eq!(
-        read_fifo(&fired, Duration::from_secs(5)).as_deref(),
-        Some("fired\n")
-    );
-    let sup = supervisor_pid(&tp, id);
+    let id = spawn_firing(&tp, "30s", &fired);
+    let sup = tp.supervisor_pid(id);
     terminate_within_5s(&tp, id);
     let out = tp.run(["wait", "--timeout", "5s", &id.to_string()]);
     assert!(code(&out) != 124, "wait timed out");
@@ -410,18 +396,8 @@ fn restart_always_reruns_a_succeeding_task() {
 fn restore_re_arms_a_recurring_job() {
     let tp = TestPool::new();
     let fired = fifo(&tp, "fired");
-    let id = tp.spawn([
-        "--every",
-        "1s",
-        "--now",
-        "-c",
-        &format!("echo fired > {}", fired.display()),
-    ]);
-    eq!(
-        read_fifo(&fired, Duration::from_secs(5)).as_deref(),
-        Some("fired\n")
-    );
-    sigkill(supervisor_pid(&tp, id));
+    let id = spawn_firing(&tp, "1s", &fired);
+    sigkill(tp.supervisor_pid(id));
     eq!(tp.info(id)["state"], json!("lost"));
     let before = tp.info(id)["runs"].as_array().unwrap().len();
     eq!(tp.ok(["restore"]).trim(), id.to_string());
@@ -441,7 +417,7 @@ fn restore_re_arms_a_recurring_job() {
 #[test]
 fn a_dependent_of_a_scheduled_task_waits_for_its_run() {
     let tp = TestPool::new();
-    let order = scratch(&tp).join("order");
+    let order = tp.scratch().join("order");
     let a = tp.spawn([
         "--delay",
         "400ms",
@@ -466,12 +442,12 @@ fn a_dependent_of_a_scheduled_task_waits_for_its_run() {
 #[test]
 fn a_cancelled_lock_waiter_leaves_no_process_holding_the_lock() {
     let tp = TestPool::new();
-    let lock = scratch(&tp).join("lock");
+    let lock = tp.scratch().join("lock");
     let l = lock.to_str().unwrap();
     let holder = tp.spawn(["--lockfile", l, "-c", "read x"]);
     let waiter = tp.spawn(["--lockfile", l, "--wait-lock", "--", "true"]);
     eq!(tp.info(waiter)["state"], json!("waiting"));
-    let sup = supervisor_pid(&tp, waiter);
+    let sup = tp.supervisor_pid(waiter);
     let children = std::fs::read_to_string(format!("/proc/{sup}/task/{sup}/children")).unwrap();
     let lock_waiters: Vec<i32> = children
         .split_whitespace()
@@ -505,7 +481,7 @@ fn a_cancelled_lock_waiter_leaves_no_process_holding_the_lock() {
 #[test]
 fn a_job_file_with_after_group_and_every_behaves_like_the_flags() {
     let tp = TestPool::new();
-    let work = scratch(&tp);
+    let work = tp.scratch();
     tp.ok(["group", "set", "jg", "--parallel", "1"]);
     let pred = tp.spawn(["-c", "read x"]);
     let job = work.join("job.json");
@@ -564,7 +540,7 @@ fn the_library_spawns_a_delayed_task_and_returns_at_once() {
 #[test]
 fn the_exit_hook_of_a_skipped_task_sees_the_reason() {
     let tp = TestPool::new();
-    let work = scratch(&tp);
+    let work = tp.scratch();
     let a = tp.spawn(["--", "true"]);
     tp.wait_ok(&a.to_string());
     let b = tp.spawn([
@@ -601,7 +577,7 @@ fn rm_force_of_a_queued_task_leaves_the_queue_working() {
     let blocker = tp.spawn(["--group", "g", "-c", "read x"]);
     let gone = tp.spawn(["--group", "g", "--", "true"]);
     let next = tp.spawn(["--group", "g", "--", "true"]);
-    let sup = supervisor_pid(&tp, gone);
+    let sup = tp.supervisor_pid(gone);
     let child = tp
         .cmd()
         .args(["rm", "--force", &gone.to_string()])
@@ -658,7 +634,7 @@ fn ls_state_finds_each_deferred_state() {
 #[test]
 fn concurrent_limit_changes_while_tasks_end_never_exceed_the_limit_or_stall() {
     let tp = TestPool::new();
-    let log = scratch(&tp).join("log");
+    let log = tp.scratch().join("log");
     tp.ok(["group", "set", "g", "--parallel", "1"]);
     let job = format!(
         "echo \"S $(date +%s%N)\" >> {l}; sleep 0.02; echo \"E $(date +%s%N)\" >> {l}",
@@ -795,7 +771,7 @@ fn info_of_every_new_state_matches_the_shipped_schema() {
     )
     .unwrap();
     let tp = TestPool::new();
-    let lock = scratch(&tp).join("lock");
+    let lock = tp.scratch().join("lock");
     let l = lock.to_str().unwrap();
     tp.ok(["group", "set", "g", "--parallel", "1"]);
     let running = tp.spawn(["--group", "g", "--lockfile", l, "-c", "read x"]);

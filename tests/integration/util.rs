@@ -167,6 +167,20 @@ impl TestPool {
         serde_json::from_str(&self.ok(["info", &id.to_string(), "--json"])).expect("info json")
     }
 
+    /// A scratch directory beside the pool, for files the jobs write.
+    pub fn scratch(&self) -> PathBuf {
+        let d = self.dir.parent().unwrap().join("work");
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// The supervisor pid in task `id`'s info.
+    pub fn supervisor_pid(&self, id: u64) -> i32 {
+        self.info(id)["supervisor_pid"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("task {id} has no supervisor pid")) as i32
+    }
+
     /// `taskpool wait ID`, asserting the task succeeded; on failure the task's output is shown.
     pub fn wait_ok(&self, id: &str) {
         let out = self.run(["wait", id]);
@@ -237,6 +251,15 @@ pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
     // SAFETY: pfd is a valid pollfd for the duration of the call.
     let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
     r == 1
+}
+
+/// SIGKILL `pid` and wait (pidfd) until it is gone.
+pub fn sigkill(pid: i32) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)),
+        "pid {pid} survived SIGKILL"
+    );
 }
 
 /// True while a process with this pid exists (and is not a zombie).
