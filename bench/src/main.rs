@@ -56,7 +56,8 @@ impl Ctx {
     pub fn cli(&self, pool: &Pool, args: &[&str]) -> Command {
         let mut c = Command::new(self.bin.join("taskpool"));
         c.arg("--pool").arg(pool.path()).args(args);
-        c.env("TASKPOOL_SUPERVISOR", self.bin.join("taskpool-supervisor"));
+        // The CLI finds its supervisor beside itself (it forks into the one linked into it).
+        c.env_remove("TASKPOOL_SUPERVISOR");
         c.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -76,16 +76,38 @@ pub fn usage(message: impl std::fmt::Display) -> anyhow::Error {
 }
 
 fn main() {
+    if about_to_spawn(std::env::args_os().skip(1)) {
+        // The supervisor program starts on another core while we parse, check and allocate; a
+        // failure here is reported, if it matters, by the spawn itself.
+        let _ = taskpool::spawn::prestart_supervisor();
+    }
     let cli = Cli::parse();
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(err) => report(&err),
     };
+    // One that no spawn used (the spawn failed before starting a supervisor): reaped by us,
+    // not left to whoever adopts it.
+    taskpool::spawn::discard_prestarted();
     std::process::exit(code);
+}
+
+/// Whether the command line names a subcommand that starts a supervisor (`spawn`, `run`,
+/// `restart`, `restore`). A cheap guess before parsing: a wrong "yes" costs one idle supervisor
+/// that exits at once.
+fn about_to_spawn(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter()
+        .any(|a| matches!(a.to_str(), Some("spawn" | "run" | "restart" | "restore")))
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
+    if !matches!(
+        cli.command,
+        Cmd::Spawn(_) | Cmd::Run(_) | Cmd::Restart(_) | Cmd::Restore(_)
+    ) {
+        taskpool::spawn::discard_prestarted();
+    }
     match &cli.command {
         Cmd::Spawn(c) => cmd_spawn::spawn(g, c),
         Cmd::Restart(c) => cmd_spawn::restart(g, c),

@@ -37,8 +37,15 @@ pub enum Leader {
 
 /// Parse the arguments, read the launch line, open the pool and set the umask.
 pub fn read_orders() -> Result<Orders> {
-    let pool_dir = parse_args(std::env::args_os().skip(1))?;
+    let pool_arg = parse_args(std::env::args_os().skip(1))?;
     let launch = read_launch()?;
+    // A prestarted supervisor learns its pool from the launch line.
+    let pool_dir = pool_arg.or_else(|| launch.pool.clone()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "no pool: neither --pool nor the launch message names one",
+        )
+    })?;
     let pool = Pool::open(&pool_dir)?;
     let mask = if pool.shared_gid().is_some() {
         0o007
@@ -78,11 +85,11 @@ pub fn read_orders() -> Result<Orders> {
     })
 }
 
-fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<PathBuf> {
+fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<PathBuf>> {
     let usage = || {
         Error::new(
             ErrorKind::InvalidInput,
-            "usage: taskpool-supervisor --pool DIR (started by the taskpool library, with a launch line on stdin)",
+            "usage: taskpool-supervisor [--pool DIR] (started by the taskpool library, with a launch line on stdin)",
         )
     };
     let mut pool = None;
@@ -92,7 +99,7 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<PathBuf> {
             _ => return Err(usage()),
         }
     }
-    pool.ok_or_else(usage)
+    Ok(pool)
 }
 
 /// Read the launch line (bounded), then point fd 0 at /dev/null.
@@ -171,8 +178,11 @@ fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
 pub fn reply(r: &LaunchReply) {
     let mut line = serde_json::to_vec(r).expect("launch replies always serialize");
     line.push(b'\n');
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&line).and_then(|()| out.flush());
+    // Straight to fd 1, not through `std::io::stdout()`: a supervisor forked from a program
+    // that links it has a copy of that program's stdout buffer.
+    // SAFETY: fd 1 is open (the reply pipe) and `ManuallyDrop` keeps this `File` from closing it.
+    let out = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
+    let _ = (&*out).write_all(&line);
 }
 
 /// The error reply for `e`.

@@ -5,7 +5,9 @@
 //!
 //! # Theory of operation
 //!
-//! **Launch** ([`launch`]). The library runs `taskpool-supervisor --pool DIR` with a pipe on
+//! **Launch** ([`launch`]). The library runs `taskpool-supervisor --pool DIR` (or, started
+//! ahead of need by [`taskpool::spawn::prestart_supervisor`], with no arguments: the launch line
+//! then names the pool) with a pipe on
 //! stdin carrying one JSON [`Launch`](taskpool::protocol::Launch) line, and a pipe on stdout on
 //! which the supervisor writes exactly one [`LaunchReply`] line: `ready` once it holds the
 //! task's lock, listens, and the command has been executed, or `error` with the real reason. The

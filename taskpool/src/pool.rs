@@ -20,7 +20,7 @@ use crate::protocol::Stream;
 use crate::record::{self, Record, State, Status};
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -245,42 +245,18 @@ impl Pool {
         &self.inner.supervisor_env
     }
 
+    /// True when a supervisor program was set with [`Pool::set_supervisor_cmd`].
+    pub(crate) fn has_supervisor_cmd(&self) -> bool {
+        self.inner.supervisor_cmd.is_some()
+    }
+
     /// The command that starts a supervisor: the override, else `$TASKPOOL_SUPERVISOR`, else
     /// `taskpool-supervisor` next to the current executable, else on `PATH`.
     pub fn supervisor_cmd(&self) -> Result<Vec<OsString>> {
-        if let Some(c) = &self.inner.supervisor_cmd {
-            return Ok(c.clone());
+        match &self.inner.supervisor_cmd {
+            Some(c) => Ok(c.clone()),
+            None => default_supervisor_cmd(),
         }
-        if let Some(v) = std::env::var_os("TASKPOOL_SUPERVISOR").filter(|v| !v.is_empty()) {
-            return Ok(vec![v]);
-        }
-        let mut looked = Vec::new();
-        if let Ok(exe) = std::env::current_exe() {
-            // Beside the executable; for test harnesses under target/*/deps, one level up too.
-            for dir in exe.ancestors().skip(1).take(2) {
-                let cand = dir.join(SUPERVISOR_PROGRAM);
-                if is_executable(&cand) {
-                    return Ok(vec![cand.into()]);
-                }
-                looked.push(dir.display().to_string());
-            }
-        }
-        if let Some(path) = std::env::var_os("PATH") {
-            for dir in std::env::split_paths(&path) {
-                let cand = dir.join(SUPERVISOR_PROGRAM);
-                if is_executable(&cand) {
-                    return Ok(vec![cand.into()]);
-                }
-            }
-        }
-        looked.push("PATH".into());
-        Err(Error::new(
-            ErrorKind::Supervisor,
-            format!(
-                "cannot find the supervisor program {SUPERVISOR_PROGRAM} (looked in {}); install it beside taskpool (cargo install --path cli installs both) or set TASKPOOL_SUPERVISOR to its path",
-                looked.join(", ")
-            ),
-        ))
     }
 
     /// The directory holding every task.
@@ -365,10 +341,15 @@ impl Pool {
                 Err(e) => return Err(Error::path(&dir, e)),
             }
         }
-        f.set_len(0).map_err(|e| Error::path(&path, e))?;
-        f.rewind().map_err(|e| Error::path(&path, e))?;
-        f.write_all(format!("{}\n", id + 1).as_bytes())
+        // Overwritten in place: the counter only grows, so the new text is never shorter than
+        // a valid old one (truncating first would cost a journaled metadata change per spawn).
+        let next = format!("{}\n", id + 1);
+        std::os::unix::fs::FileExt::write_all_at(&f, next.as_bytes(), 0)
             .map_err(|e| Error::path(&path, e))?;
+        if s.len() > next.len() {
+            f.set_len(next.len() as u64)
+                .map_err(|e| Error::path(&path, e))?;
+        }
         Ok(id)
     }
 
@@ -598,4 +579,39 @@ fn is_executable(p: &Path) -> bool {
     fs::metadata(p)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+/// The supervisor program when no pool sets one: `$TASKPOOL_SUPERVISOR`, else
+/// `taskpool-supervisor` beside the running executable (or one directory up), else on `PATH`.
+pub(crate) fn default_supervisor_cmd() -> Result<Vec<OsString>> {
+    if let Some(v) = std::env::var_os("TASKPOOL_SUPERVISOR").filter(|v| !v.is_empty()) {
+        return Ok(vec![v]);
+    }
+    let mut looked = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // Beside the executable; for test harnesses under target/*/deps, one level up too.
+        for dir in exe.ancestors().skip(1).take(2) {
+            let cand = dir.join(SUPERVISOR_PROGRAM);
+            if is_executable(&cand) {
+                return Ok(vec![cand.into()]);
+            }
+            looked.push(dir.display().to_string());
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let cand = dir.join(SUPERVISOR_PROGRAM);
+            if is_executable(&cand) {
+                return Ok(vec![cand.into()]);
+            }
+        }
+    }
+    looked.push("PATH".into());
+    Err(Error::new(
+        ErrorKind::Supervisor,
+        format!(
+            "cannot find the supervisor program {SUPERVISOR_PROGRAM} (looked in {}); install it beside taskpool (cargo install --path cli installs both) or set TASKPOOL_SUPERVISOR to its path",
+            looked.join(", ")
+        ),
+    ))
 }

@@ -226,6 +226,14 @@ pub struct Launch {
     /// record is kept and the plan carried on.
     #[serde(default)]
     pub restore: bool,
+    /// The pool's directory, for a supervisor started without `--pool` before its task was known
+    /// ([`crate::spawn::prestart_supervisor`]).
+    #[serde(
+        default,
+        with = "crate::wire::opt_path",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pool: Option<std::path::PathBuf>,
 }
 
 /// A starting supervisor's one-line answer on its stdout: ready, or why not.

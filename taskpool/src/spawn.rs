@@ -18,6 +18,57 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+/// A supervisor program started ahead of need by [`prestart_supervisor`], waiting for its launch
+/// line.
+static PRESTARTED: std::sync::Mutex<Option<std::process::Child>> = std::sync::Mutex::new(None);
+
+/// Start a supervisor program now, before the task (or even the pool) is known, so that its
+/// start-up (loading, linking, runtime) overlaps the caller's own work on another core; the next
+/// daemon or background spawn, restart or restore in this process hands it its orders instead of
+/// starting one. The `taskpool` command calls this first thing when it is about to spawn. A
+/// prestarted supervisor is only used by pools without a supervisor program or environment of
+/// their own ([`Pool::set_supervisor_cmd`], [`Pool::set_supervisor_env`]); one that is not used
+/// is told to go by the next launch (or sees end of file when this process exits) and exits.
+/// At most one waits at a time: a second call does nothing.
+pub fn prestart_supervisor() -> Result<()> {
+    let mut slot = PRESTARTED.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_some() {
+        return Ok(());
+    }
+    let argv = crate::pool::default_supervisor_cmd()?;
+    let child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Supervisor,
+                format!(
+                    "cannot start the supervisor {}: {e}",
+                    argv[0].to_string_lossy()
+                ),
+            )
+        })?;
+    *slot = Some(child);
+    Ok(())
+}
+
+/// Let a prestarted supervisor go unused: it sees end of file, exits, and is reaped here. For a
+/// program that learns, after [`prestart_supervisor`], that it will not spawn after all.
+pub fn discard_prestarted() {
+    if let Some(mut c) = take_prestarted() {
+        drop(c.stdin.take());
+        let _ = c.wait();
+    }
+}
+
+/// Take the prestarted supervisor, if any.
+fn take_prestarted() -> Option<std::process::Child> {
+    PRESTARTED.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
 /// The default size of each stream's memory buffer: 1 MiB.
 pub const DEFAULT_BUFFER: u64 = 1024 * 1024;
 /// The default grace between INT, TERM and KILL when terminating.
@@ -462,6 +513,7 @@ impl Pool {
             meta: opts.meta.clone(),
             restart: false,
             restore: false,
+            pool: None,
         };
         match self.launch(&launch, behavior) {
             Ok((_, child)) => Ok(Task::with_child(self.clone(), id, child)),
@@ -501,6 +553,7 @@ impl Pool {
             meta: Map::new(),
             restart: true,
             restore: false,
+            pool: None,
         };
         let (_, child) = self.launch(&launch, rec.spec.behavior)?;
         Ok(Task::with_child(self.clone(), id, child))
@@ -531,6 +584,7 @@ impl Pool {
                 meta: Map::new(),
                 restart: false,
                 restore: true,
+                pool: None,
             };
             let r = self
                 .launch(&launch, Behavior::Daemon)
@@ -546,6 +600,33 @@ impl Pool {
         launch: &Launch,
         behavior: Behavior,
     ) -> Result<(Launched, Option<std::process::Child>)> {
+        if let Some(mut ready) = take_prestarted() {
+            let usable = behavior != Behavior::Foreground
+                && !self.has_supervisor_cmd()
+                && self.supervisor_env().is_empty();
+            let mut line = Vec::new();
+            if usable {
+                let with_pool = Launch {
+                    pool: Some(self.path().to_owned()),
+                    ..launch.clone()
+                };
+                encode_line(&with_pool, &mut line);
+            }
+            let mut stdin = ready.stdin.take().expect("stdin was piped");
+            // Unused (or not usable), it sees end of file and exits.
+            let sent = !line.is_empty() && stdin.write_all(&line).is_ok();
+            drop(stdin);
+            if sent {
+                let reply = read_reply(ready.stdout.take().expect("stdout was piped"));
+                // Its first process exits as soon as it has detached.
+                let status = ready.wait().map(|s| s.to_string()).unwrap_or_default();
+                return match reply {
+                    Some(reply) => launched(reply, None),
+                    None => Err(silent(launch.id, "", &status)),
+                };
+            }
+            let _ = ready.wait();
+        }
         let argv = self.supervisor_cmd()?;
         let mut cmd = std::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
@@ -581,61 +662,75 @@ impl Pool {
         // A supervisor that dies early closes its stdin; its reply (or silence) says why.
         let _ = stdin.write_all(&line);
         drop(stdin);
-        let mut reply = String::new();
-        let read =
-            BufReader::new(child.stdout.take().expect("stdout was piped")).read_line(&mut reply);
-        let reply: Option<LaunchReply> = match read {
-            Ok(_) => serde_json::from_str(reply.trim_end()).ok(),
-            Err(_) => None,
-        };
-        let child = if behavior == Behavior::Foreground {
+        let reply = read_reply(child.stdout.take().expect("stdout was piped"));
+        let mut child = if behavior == Behavior::Foreground {
             Some(child)
         } else {
             // The supervisor's first process exits as soon as it has detached.
             let _ = child.wait();
             None
         };
-        match reply {
-            Some(LaunchReply::Ready {
+        let Some(reply) = reply else {
+            let status = match child.as_mut() {
+                Some(c) => c.wait().map(|s| s.to_string()).unwrap_or_default(),
+                None => "exited".into(),
+            };
+            return Err(silent(
+                launch.id,
+                &format!("{} ", argv[0].to_string_lossy()),
+                &status,
+            ));
+        };
+        launched(reply, child)
+    }
+}
+
+/// The outcome of a launch, from the supervisor's reply.
+fn launched(
+    reply: LaunchReply,
+    child: Option<std::process::Child>,
+) -> Result<(Launched, Option<std::process::Child>)> {
+    match reply {
+        LaunchReply::Ready {
+            supervisor_pid,
+            pid,
+            run,
+        } => Ok((
+            Launched {
                 supervisor_pid,
-                pid,
+                pid: Some(pid),
                 run,
-            }) => Ok((
-                Launched {
-                    supervisor_pid,
-                    pid: Some(pid),
-                    run,
-                },
-                child,
-            )),
-            Some(LaunchReply::Accepted { supervisor_pid, .. }) => Ok((
-                Launched {
-                    supervisor_pid,
-                    pid: None,
-                    run: 0,
-                },
-                child,
-            )),
-            Some(LaunchReply::Error { kind, message }) => {
-                if let Some(mut c) = child {
-                    let _ = c.wait();
-                }
-                Err(Error::new(kind_from_name(&kind), message))
+            },
+            child,
+        )),
+        LaunchReply::Accepted { supervisor_pid, .. } => Ok((
+            Launched {
+                supervisor_pid,
+                pid: None,
+                run: 0,
+            },
+            child,
+        )),
+        LaunchReply::Error { kind, message } => {
+            if let Some(mut c) = child {
+                let _ = c.wait();
             }
-            None => {
-                let status = match child {
-                    Some(mut c) => c.wait().map(|s| s.to_string()).unwrap_or_default(),
-                    None => "exited".into(),
-                };
-                Err(Error::new(
-                    ErrorKind::Supervisor,
-                    format!(
-                        "task {}: the supervisor {} ended without reporting ({status})",
-                        launch.id,
-                        argv[0].to_string_lossy()
-                    ),
-                ))
-            }
+            Err(Error::new(kind_from_name(&kind), message))
         }
     }
+}
+
+/// The error for a supervisor that ended without replying.
+fn silent(id: u64, program: &str, status: &str) -> Error {
+    Error::new(
+        ErrorKind::Supervisor,
+        format!("task {id}: the supervisor {program}ended without reporting ({status})"),
+    )
+}
+
+/// Read the supervisor's one reply line; `None` if it closed the pipe without a valid one.
+fn read_reply(from: impl std::io::Read) -> Option<LaunchReply> {
+    let mut reply = String::new();
+    BufReader::new(from).read_line(&mut reply).ok()?;
+    serde_json::from_str(reply.trim_end()).ok()
 }
