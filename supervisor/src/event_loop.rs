@@ -98,6 +98,9 @@ impl Supervisor {
             if self.core.finished(Instant::now()) {
                 break;
             }
+            if std::mem::take(&mut self.core.reserve_due) && self.core.run_active() {
+                crate::start::reserve_room(&self.core.record);
+            }
             self.fill_pollfds();
             let timeout = self.timeout_ms();
             // SAFETY: the pointer and length describe the initialised pollfd vector, which is not

@@ -164,8 +164,6 @@ pub fn start_run(pool: &Pool, record: &Record) -> Result<RunStart> {
     };
     let pid = child::start(spec, id, pool.path(), stdio)?;
     made.0 = None;
-    // Only now: setting room aside is not on the way to the task running.
-    reserve_room(record);
     let capture = Capture::new(
         CaptureFiles {
             stdout_pipe: out_r,
@@ -307,7 +305,7 @@ fn make_run_dir(dir: &Path, undo: &mut MadeDir) -> Result<RunFiles> {
 
 /// Set aside room for the final record (see [`RESERVE`]). Best effort: without it, a full disk
 /// can only cost the final record, as before.
-fn reserve_room(record: &Record) {
+pub fn reserve_room(record: &Record) {
     let want = serde_json::to_vec_pretty(record)
         .map(|j| (j.len() as u64 * 4).max(RESERVE_MIN))
         .unwrap_or(RESERVE_MIN);

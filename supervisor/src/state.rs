@@ -187,6 +187,9 @@ pub struct Core {
     pub state_changed: bool,
     /// A run started: followers waiting for one can begin.
     pub run_started: bool,
+    /// A run has started whose room for the final record ([`crate::start::RESERVE`]) is not
+    /// set aside yet: done once the launch reply is out, off the path to the task running.
+    pub reserve_due: bool,
 }
 
 /// What [`Core::first_step`] did.
@@ -239,6 +242,7 @@ impl Core {
             linger_until: None,
             state_changed: false,
             run_started: false,
+            reserve_due: false,
         };
         core.plan_first_start();
         core
@@ -836,6 +840,7 @@ impl Core {
         self.record.state = State::Running;
         self.state_changed = true;
         self.run_started = true;
+        self.reserve_due = true;
         self.life = Life::Running {
             pid: started.pid,
             started: now,

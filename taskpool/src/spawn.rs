@@ -494,6 +494,38 @@ impl Pool {
     /// status `failure` and the reason in its info.
     pub fn spawn(&self, opts: &SpawnOptions) -> Result<Task> {
         let spec = opts.to_spec()?;
+        let behavior = spec.behavior;
+        // Started first: its start-up overlaps the checks and the id's allocation below.
+        let starting = self.start_supervisor(behavior)?;
+        let id = match self
+            .check_predecessors(&spec)
+            .and_then(|()| self.allocate_id())
+        {
+            Ok(id) => id,
+            Err(e) => {
+                starting.discard();
+                return Err(e);
+            }
+        };
+        let launch = Launch {
+            id,
+            spec: Some(spec),
+            meta: opts.meta.clone(),
+            restart: false,
+            restore: false,
+            pool: None,
+        };
+        match self.finish_launch(starting, &launch) {
+            Ok((_, child)) => Ok(Task::with_child(self.clone(), id, child)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(self.task_dir(id));
+                Err(e)
+            }
+        }
+    }
+
+    /// Every predecessor the plan names must exist.
+    fn check_predecessors(&self, spec: &Spec) -> Result<()> {
         for id in spec.plan.predecessors() {
             if !self.record_path(id).exists() {
                 return Err(Error::new(
@@ -505,23 +537,7 @@ impl Pool {
                 ));
             }
         }
-        let behavior = spec.behavior;
-        let id = self.allocate_id()?;
-        let launch = Launch {
-            id,
-            spec: Some(spec),
-            meta: opts.meta.clone(),
-            restart: false,
-            restore: false,
-            pool: None,
-        };
-        match self.launch(&launch, behavior) {
-            Ok((_, child)) => Ok(Task::with_child(self.clone(), id, child)),
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(self.task_dir(id));
-                Err(e)
-            }
-        }
+        Ok(())
     }
 
     /// Run an ended task again under the same id, as a new run. Refused while the task is live.
@@ -600,32 +616,28 @@ impl Pool {
         launch: &Launch,
         behavior: Behavior,
     ) -> Result<(Launched, Option<std::process::Child>)> {
+        let starting = self.start_supervisor(behavior)?;
+        self.finish_launch(starting, launch)
+    }
+
+    /// Start a supervisor for a task of `behavior` (or take the one
+    /// [`prestart_supervisor`] started, when it suits this pool); it waits for its launch line.
+    pub(crate) fn start_supervisor(&self, behavior: Behavior) -> Result<Starting> {
         if let Some(mut ready) = take_prestarted() {
             let usable = behavior != Behavior::Foreground
                 && !self.has_supervisor_cmd()
-                && self.supervisor_env().is_empty();
-            let mut line = Vec::new();
+                && self.supervisor_env().is_empty()
+                && matches!(ready.try_wait(), Ok(None));
+            let ready = Starting {
+                child: ready,
+                needs_pool: true,
+                program: String::new(),
+                foreground: false,
+            };
             if usable {
-                let with_pool = Launch {
-                    pool: Some(self.path().to_owned()),
-                    ..launch.clone()
-                };
-                encode_line(&with_pool, &mut line);
+                return Ok(ready);
             }
-            let mut stdin = ready.stdin.take().expect("stdin was piped");
-            // Unused (or not usable), it sees end of file and exits.
-            let sent = !line.is_empty() && stdin.write_all(&line).is_ok();
-            drop(stdin);
-            if sent {
-                let reply = read_reply(ready.stdout.take().expect("stdout was piped"));
-                // Its first process exits as soon as it has detached.
-                let status = ready.wait().map(|s| s.to_string()).unwrap_or_default();
-                return match reply {
-                    Some(reply) => launched(reply, None),
-                    None => Err(silent(launch.id, "", &status)),
-                };
-            }
-            let _ = ready.wait();
+            ready.discard();
         }
         let argv = self.supervisor_cmd()?;
         let mut cmd = std::process::Command::new(&argv[0]);
@@ -640,7 +652,7 @@ impl Pool {
             } else {
                 Stdio::null()
             });
-        let mut child = cmd.spawn().map_err(|e| {
+        let child = cmd.spawn().map_err(|e| {
             // The hint only helps when the program is missing (not, say, out of descriptors).
             let hint = match e.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
@@ -656,14 +668,42 @@ impl Pool {
                 ),
             )
         })?;
+        Ok(Starting {
+            child,
+            needs_pool: false,
+            program: format!("{} ", argv[0].to_string_lossy()),
+            foreground: behavior == Behavior::Foreground,
+        })
+    }
+
+    /// Hand a started supervisor its launch line and read its one-line answer.
+    pub(crate) fn finish_launch(
+        &self,
+        starting: Starting,
+        launch: &Launch,
+    ) -> Result<(Launched, Option<std::process::Child>)> {
+        let Starting {
+            mut child,
+            needs_pool,
+            program,
+            foreground,
+        } = starting;
         let mut line = Vec::new();
-        encode_line(launch, &mut line);
+        if needs_pool {
+            let with_pool = Launch {
+                pool: Some(self.path().to_owned()),
+                ..launch.clone()
+            };
+            encode_line(&with_pool, &mut line);
+        } else {
+            encode_line(launch, &mut line);
+        }
         let mut stdin = child.stdin.take().expect("stdin was piped");
         // A supervisor that dies early closes its stdin; its reply (or silence) says why.
         let _ = stdin.write_all(&line);
         drop(stdin);
         let reply = read_reply(child.stdout.take().expect("stdout was piped"));
-        let mut child = if behavior == Behavior::Foreground {
+        let mut child = if foreground {
             Some(child)
         } else {
             // The supervisor's first process exits as soon as it has detached.
@@ -675,13 +715,28 @@ impl Pool {
                 Some(c) => c.wait().map(|s| s.to_string()).unwrap_or_default(),
                 None => "exited".into(),
             };
-            return Err(silent(
-                launch.id,
-                &format!("{} ", argv[0].to_string_lossy()),
-                &status,
-            ));
+            return Err(silent(launch.id, &program, &status));
         };
         launched(reply, child)
+    }
+}
+
+/// A supervisor process started for a launch, waiting for its launch line on stdin.
+pub(crate) struct Starting {
+    child: std::process::Child,
+    /// Started without `--pool` ([`prestart_supervisor`]): the launch line names the pool.
+    needs_pool: bool,
+    /// The program, for messages ("" for a prestarted one), followed by a space.
+    program: String,
+    /// It stays the caller's child (a foreground task).
+    foreground: bool,
+}
+
+impl Starting {
+    /// Let it go unused: it sees end of file, exits, and is reaped.
+    pub(crate) fn discard(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
     }
 }
 
