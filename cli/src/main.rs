@@ -81,7 +81,10 @@ fn main() {
         // failure here is reported, if it matters, by the spawn itself.
         let _ = taskpool::spawn::prestart_supervisor();
     }
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        taskpool::spawn::discard_prestarted();
+        e.exit()
+    });
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(err) => report(&err),

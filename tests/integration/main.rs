@@ -18,4 +18,5 @@ mod output;
 mod queue;
 mod queue_more;
 mod security;
+mod spawn_path;
 mod symlinks;
