@@ -18,10 +18,9 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::fs::File;
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use taskpool::plan::{Hooks, DEFAULT_HOOK_TIMEOUT_MS};
 use taskpool::record::{Spec, Status};
@@ -133,36 +132,31 @@ pub fn start(
     let out = create(&out_path)?;
     let err = out.try_clone().map_err(|e| Error::path(&out_path, e))?;
     let supervisor = nix::unistd::getpid();
-    let mut cmd = std::process::Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(command)
-        .env_clear()
-        .envs(ctx.env.iter().map(|(k, v)| (k, v)))
-        .envs(report::env(report, ctx.pool))
-        .env(
-            taskpool::ENV_SUPERVISOR_PID,
-            OsString::from(supervisor.to_string()),
-        )
-        .current_dir(ctx.cwd)
-        .process_group(0)
-        .stdin(Stdio::from(stdin))
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
-    // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
-    // system calls (see `child::reset_in_child`); it allocates nothing and takes no locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            crate::child::reset_in_child(supervisor);
-            Ok(())
-        });
-    }
+    let mut env = ctx.env.to_vec();
+    env.extend(report::env(report, ctx.pool));
+    env.push((
+        taskpool::ENV_SUPERVISOR_PID.into(),
+        OsString::from(supervisor.to_string()),
+    ));
+    let args = [OsString::from("-c"), OsString::from(command)];
+    let exec = crate::child::Exec {
+        program: std::ffi::OsStr::new("/bin/sh"),
+        args: &args,
+        env,
+        cwd: ctx.cwd,
+        stdio: crate::child::ChildStdio {
+            stdin: stdin.as_fd(),
+            stdout: out.as_fd(),
+            stderr: err.as_fd(),
+        },
+    };
     let started = Instant::now();
-    let child = cmd
-        .spawn()
+    let pid = crate::child::spawn(&exec)
         .map_err(|e| Error::io(format!("starting hook {which} in {}", ctx.cwd.display()), e))?;
+    drop((stdin, out, err));
     Ok(HookRun {
         which,
-        pid: Pid::from_raw(child.id() as i32),
+        pid,
         started,
         deadline: started + ctx.timeout,
         command: command.to_owned(),

@@ -16,7 +16,6 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use taskpool::output::OutputLog;
 use taskpool::record::{self, Record, State, Stdin, RECORD_FORMAT};
 use taskpool::{Error, ErrorKind, Pool, Result};
@@ -143,26 +142,36 @@ pub fn start_run(pool: &Pool, record: &Record) -> Result<RunStart> {
         let (r, w) = pipe()?;
         (Some(r), w)
     };
-    let (child_stdin, sink) = match &spec.stdin {
+    let (child_stdin, sink): (OwnedFd, _) = match &spec.stdin {
         Stdin::Pipe => {
             let (r, w) =
                 nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
             // Only the supervisor's end is nonblocking: the task reads its stdin as usual.
             set_nonblocking(&w)?;
-            (Stdio::from(r), StdinSink::pipe(w))
+            (r, StdinSink::pipe(w))
         }
-        Stdin::Null => (Stdio::null(), StdinSink::NotAPipe),
+        Stdin::Null => {
+            let f = File::open("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
+            (f.into(), StdinSink::NotAPipe)
+        }
         Stdin::File(p) => {
-            let f = File::open(p).map_err(|e| Error::path(p, e).context("stdin file"))?;
-            (Stdio::from(f), StdinSink::NotAPipe)
+            // O_NOCTTY: a terminal named here must not become anyone's controlling terminal.
+            let f = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+                .open(p)
+                .map_err(|e| Error::path(p, e).context("stdin file"))?;
+            (f.into(), StdinSink::NotAPipe)
         }
     };
     let stdio = ChildStdio {
-        stdin: child_stdin,
-        stdout: Stdio::from(out_w),
-        stderr: Stdio::from(err_w),
+        stdin: child_stdin.as_fd(),
+        stdout: out_w.as_fd(),
+        stderr: err_w.as_fd(),
     };
     let pid = child::start(spec, id, pool.path(), stdio)?;
+    // The child has its copies; the supervisor keeps none of the child's ends.
+    drop((child_stdin, out_w, err_w));
     made.0 = None;
     let capture = Capture::new(
         CaptureFiles {

@@ -69,6 +69,10 @@ fn take_prestarted() -> Option<std::process::Child> {
     PRESTARTED.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
+/// Where a program named without a slash is searched when the task's environment has no `PATH`
+/// (at spawn, and by the supervisor when it executes it).
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 /// The default size of each stream's memory buffer: 1 MiB.
 pub const DEFAULT_BUFFER: u64 = 1024 * 1024;
 /// The default grace between INT, TERM and KILL when terminating.
@@ -459,7 +463,7 @@ fn resolve_program(
                 std::env::var_os("PATH")
             }
         })
-        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        .unwrap_or_else(|| DEFAULT_PATH.into());
     for dir in std::env::split_paths(&path) {
         if executable(&cwd.join(dir).join(prog)) {
             return Ok(());

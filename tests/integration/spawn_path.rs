@@ -97,3 +97,34 @@ fn a_command_that_does_not_spawn_after_all_leaves_no_supervisor_behind() {
     let tasks: serde_json::Value = serde_json::from_str(&ls).unwrap();
     assert_eq!(tasks.as_array().unwrap().len(), 2, "{ls}");
 }
+
+#[test]
+fn programs_are_found_and_run_as_execvp_would_on_the_tasks_own_path() {
+    let p = TestPool::new();
+    let dir = p.scratch();
+    let bin_dir = dir.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    // No `#!` line: run by /bin/sh, with its arguments.
+    let plain = bin_dir.join("tp-plain-script");
+    std::fs::write(&plain, "echo plain \"$1\" \"$2\"\n").unwrap();
+    std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // Found on the PATH given to the task, not on ours.
+    let path = format!("PATH={}:/usr/bin:/bin", bin_dir.display());
+    let id = p.spawn(["--env", &path, "--", "tp-plain-script", "a b", "c"]);
+    p.wait_ok(&id.to_string());
+    assert_eq!(p.ok(["output", &id.to_string()]), "plain a b c\n");
+    // A directory earlier on PATH without the program does not hide it further on; one where
+    // it is not executable is passed over.
+    let blocked = dir.join("blocked");
+    std::fs::create_dir_all(&blocked).unwrap();
+    std::fs::write(blocked.join("tp-plain-script"), "echo wrong\n").unwrap();
+    let path = format!(
+        "PATH={}:{}:{}:/bin",
+        dir.join("missing").display(),
+        blocked.display(),
+        bin_dir.display()
+    );
+    let id = p.spawn(["--env", &path, "--", "tp-plain-script", "x"]);
+    p.wait_ok(&id.to_string());
+    assert_eq!(p.ok(["output", &id.to_string()]), "plain x \n");
+}
