@@ -27,7 +27,8 @@
 //! **First step** ([`state::Core::first_step`]). The task's plan is checked at its gate
 //! ([`state`]): predecessors, start time, group slot, lock file. When nothing stands in the way
 //! the run starts at once ([`start::start_run`]: create `run-N/{stdout,stderr,chunks}`, make the
-//! pipes, start the command ([`child`]) in its own process group with `PR_SET_PDEATHSIG`) and the
+//! pipes, start the command ([`child::spawn`]: a `CLONE_VFORK` child, as `posix_spawn` makes) in
+//! its own process group with `PR_SET_PDEATHSIG`) and the
 //! reply is `ready`; when something does, the record is stored durably and the reply is
 //! `accepted` (the task is `queued`, `waiting` or `scheduled`). If anything fails, what was made is
 //! removed and the error is the reply. Then stdout (and stderr, unless in the foreground) are
@@ -89,8 +90,8 @@
 //!   blocked, sockets are written with `MSG_NOSIGNAL`, and EPIPE is handled where it arrives.
 //! - **Signals are read from a signalfd, not handled asynchronously**: they are blocked first,
 //!   so none is lost between start-up and the first `poll`, and the loop sees them in order with
-//!   everything else. The child must not inherit the blocked mask (a mask survives `exec`, and
-//!   `std::process::Command` does not reset it), nor signals ignored by whoever started the
+//!   everything else. The child must not inherit the blocked mask (a mask survives `exec`), nor
+//!   signals ignored by whoever started the
 //!   supervisor (a shell's background job ignores SIGINT, which would make `terminate`'s first
 //!   signal a no-op): the child empties its mask and resets every disposition before `exec`. The
 //!   supervisor resets its own dispositions of the signals it reads, since an ignored signal is
