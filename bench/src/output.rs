@@ -1,6 +1,8 @@
 //! The output path: a task writing a lot to stdout (small writes with `head -c`, 1 MiB writes with
 //! `dd bs=1M`) against the same command writing straight to a file, with a follower reading every
-//! byte; the supervisor's CPU time and peak RSS; and peak RSS while a task writes 10 GiB.
+//! byte; the supervisor's CPU time and peak RSS; and peak RSS while a task writes 10 GiB. The
+//! supervisor splices the output into its log and sends it to the follower from there, so its
+//! memory does not grow with the buffer (the buffer is the page cache's copy of the log's tail).
 
 use crate::probe::{cpu_seconds, peak_rss_kib};
 use crate::Ctx;
@@ -125,7 +127,7 @@ pub fn run(cx: &mut Ctx) {
             format!("supervisor peak RSS, {what}"),
             "KiB",
             runs.iter().map(|r| r.hwm_kib).collect(),
-            "buffer 1 MiB per stream",
+            "buffer 1 MiB per stream, in the page cache",
         );
     }
     if !cx.quick {

@@ -1,5 +1,6 @@
-//! Micro benchmarks of the output ring buffer: appends of small and large chunks (before and
-//! after it wraps) and reads at an offset. Run with `cargo bench -p taskpool-supervisor`.
+//! Micro benchmarks of the output ring buffer (the memory buffer of a stream that fell back from
+//! splicing to copying, see `capture.rs`): appends of small and large chunks (before and after it
+//! wraps) and reads at an offset. Run with `cargo bench -p taskpool-supervisor`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;

@@ -6,10 +6,18 @@
 //! replies stops being served (its requests stay unread in the kernel, its follow stops pulling)
 //! until it drains, so it can never make the supervisor grow, block, or starve others. Every
 //! socket is nonblocking and written with `MSG_NOSIGNAL`.
+//!
+//! Follow data can also be queued as a span of a log file ([`Client::queue_file`]): only the
+//! frame's header is buffered, and the bytes go from the file (the page cache) to the socket with
+//! `sendfile(2)` when their turn comes, without a copy through the supervisor's memory. The file
+//! must not change under a queued span (the log cap's punching would; see `requests::feed`).
 
 use nix::errno::Errno;
 use nix::sys::socket::{self, sockopt, MsgFlags, SockFlag};
+use std::collections::VecDeque;
+use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use taskpool::output::Cursor;
 use taskpool::protocol::{encode_line, Response, MAX_LINE};
 
@@ -54,6 +62,15 @@ pub enum Payload {
     },
 }
 
+/// Bytes of a file to send once the output buffer has been sent up to `at`.
+struct FileSpan {
+    /// Index in the output buffer the span comes after.
+    at: usize,
+    file: Arc<File>,
+    offset: u64,
+    len: usize,
+}
+
 /// One connection.
 pub struct Client {
     sock: OwnedFd,
@@ -66,6 +83,10 @@ pub struct Client {
     pub payload: Payload,
     out: Vec<u8>,
     sent: usize,
+    /// File spans interleaved with `out`, in order.
+    spans: VecDeque<FileSpan>,
+    /// Bytes of `spans` not sent yet.
+    span_bytes: usize,
     /// The last send hit a full socket: wait for POLLOUT.
     blocked: bool,
     /// What the connection is doing.
@@ -87,6 +108,8 @@ impl Client {
             payload: Payload::None,
             out: Vec::new(),
             sent: 0,
+            spans: VecDeque::new(),
+            span_bytes: 0,
             blocked: false,
             mode: Mode::Requests,
             read_eof: false,
@@ -99,9 +122,9 @@ impl Client {
         self.sock.as_raw_fd()
     }
 
-    /// Bytes waiting to be sent.
+    /// Bytes waiting to be sent (buffered, or in queued file spans).
     pub fn pending(&self) -> usize {
-        self.out.len() - self.sent
+        self.out.len() - self.sent + self.span_bytes
     }
 
     /// The poll events this client waits for.
@@ -247,18 +270,49 @@ impl Client {
         self.out.extend_from_slice(b);
     }
 
+    /// Queue a `data` frame whose `len` bytes are sent from `file` at `offset` (with
+    /// `sendfile(2)`, when their turn comes): the file must hold them and keep them until then.
+    pub fn queue_file(&mut self, header: &Response, file: &Arc<File>, offset: u64, len: usize) {
+        encode_line(header, &mut self.out);
+        if len > 0 {
+            self.spans.push_back(FileSpan {
+                at: self.out.len(),
+                file: Arc::clone(file),
+                offset,
+                len,
+            });
+            self.span_bytes += len;
+        }
+    }
+
     /// Send what is pending, as much as the socket takes.
     pub fn flush(&mut self) {
         while self.pending() > 0 && !self.blocked && !self.dead {
-            let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
-            match socket::send(self.sock.as_raw_fd(), &self.out[self.sent..], flags) {
-                Ok(n) => self.sent += n,
-                Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => self.blocked = true,
-                Err(_) => self.dead = true,
+            let upto = self.spans.front().map_or(self.out.len(), |f| f.at);
+            if self.sent < upto {
+                let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+                match socket::send(self.sock.as_raw_fd(), &self.out[self.sent..upto], flags) {
+                    Ok(n) => self.sent += n,
+                    Err(Errno::EINTR) => {}
+                    Err(Errno::EAGAIN) => self.blocked = true,
+                    Err(_) => self.dead = true,
+                }
+            } else if let Some(span) = self.spans.front_mut() {
+                match send_file(&self.sock, span) {
+                    Ok(0) => self.dead = true, // the file is shorter than promised
+                    Ok(n) => {
+                        self.span_bytes -= n;
+                        if span.len == 0 {
+                            self.spans.pop_front();
+                        }
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(Errno::EAGAIN) => self.blocked = true,
+                    Err(_) => self.dead = true,
+                }
             }
         }
-        if self.sent == self.out.len() {
+        if self.sent == self.out.len() && self.spans.is_empty() {
             self.out.clear();
             self.sent = 0;
             if self.out.capacity() > 512 << 10 {
@@ -266,6 +320,9 @@ impl Client {
             }
         } else if self.sent >= 64 << 10 {
             self.out.drain(..self.sent);
+            for span in self.spans.iter_mut() {
+                span.at -= self.sent;
+            }
             self.sent = 0;
         }
         if self.pending() == 0 && self.mode == Mode::Closing {
@@ -346,6 +403,20 @@ pub fn accept_all(
             clients.push(c);
         }
     }
+}
+
+/// Send the start of `span` from its file to the socket (nonblocking: the socket is), and move
+/// the span past what went.
+fn send_file(sock: &OwnedFd, span: &mut FileSpan) -> nix::Result<usize> {
+    let mut off = span.offset as libc::off_t;
+    // SAFETY: both descriptors are open for the call (borrowed from owned values), and `off` is a
+    // valid off_t the kernel reads and updates. SIGPIPE is blocked in the supervisor, so a gone
+    // peer is an EPIPE here.
+    let r = unsafe { libc::sendfile(sock.as_raw_fd(), span.file.as_raw_fd(), &mut off, span.len) };
+    let n = Errno::result(r)? as usize;
+    span.offset += n as u64;
+    span.len -= n;
+    Ok(n)
 }
 
 fn peer_allowed(sock: &OwnedFd, shared_gid: Option<u32>) -> bool {
@@ -478,5 +549,58 @@ mod tests {
         c.queue(&Response::Ok);
         c.flush();
         assert!(c.dead);
+    }
+
+    #[test]
+    fn file_spans_go_out_in_order_between_buffered_bytes_across_partial_sends() {
+        let (mut c, mut peer) = pair();
+        let path =
+            std::env::temp_dir().join(format!("taskpool-clients-span-{}", std::process::id()));
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &body).unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        let mut want = Vec::new();
+        let mut expect = |c: &Client, before: usize, extra: &[u8]| {
+            want.extend_from_slice(&c.out[before..]);
+            want.extend_from_slice(extra);
+        };
+        // Buffered bytes before a span: partly sent, they are compacted under it.
+        c.queue_data(&Response::Ok, &vec![9u8; 300_000], &[]);
+        expect(&c, 0, &[]);
+        let b = c.out.len();
+        c.queue_file(&Response::Ok, &file, 10, 2_000_000);
+        expect(&c, b, &body[10..2_000_010]);
+        let b = c.out.len();
+        c.queue_data(&Response::Ok, b"between", &[]);
+        expect(&c, b, &[]);
+        let b = c.out.len();
+        c.queue_file(&Response::Ok, &file, 2_999_990, 10);
+        expect(&c, b, &body[2_999_990..]);
+        let b = c.out.len();
+        c.queue(&Response::Ok);
+        expect(&c, b, &[]);
+        eq_pending(&c, want.len());
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; want.len()];
+            peer.read_exact(&mut got).unwrap();
+            assert!(got == want, "bytes out of order");
+        });
+        // The socket takes far less than 2 MB at once: the spans are sent in pieces.
+        let mut rounds = 0;
+        while c.pending() > 0 {
+            c.blocked = false;
+            c.flush();
+            assert!(!c.dead);
+            rounds += 1;
+            std::thread::yield_now();
+        }
+        reader.join().unwrap();
+        assert!(rounds > 1, "sent in one go");
+        assert!(c.spans.is_empty() && c.out.is_empty());
+    }
+
+    fn eq_pending(c: &Client, n: usize) {
+        assert_eq!(c.pending(), n, "pending");
     }
 }

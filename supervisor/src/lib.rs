@@ -41,13 +41,15 @@
 //! terminate's next signal, a `--timeout`, a hook's timeout, the SIGKILL of leftovers, or the end
 //! of a linger. After every batch of events the plan is moved on ([`state::Core::advance`]). With no deadline
 //! the supervisor sleeps in `poll` with no timeout: an idle task costs nothing, and holds little
-//! memory: start-up's freed heap is returned to the kernel before the loop, the read buffer
-//! ([`pagebuf`]) is only backed by memory once output arrives, and the rings are allocated with
-//! the first output. Output
-//! ([`capture`]) is appended to the stream's file, its chunk entry to `chunks`, and copied into
-//! the stream's [`ring`]. Requests ([`requests`]) are answered from one flat `match`; follow
-//! subscriptions are fed from the run's files, not from memory, so a follower costs O(1) memory
-//! however far behind it is. Every state change goes through [`state::Core`], which keeps the
+//! memory: start-up's freed heap is returned to the kernel before the loop, and the read buffer
+//! ([`pagebuf`]) is only backed by memory once it is used. Output ([`capture`]) is spliced from
+//! the pipes into the stream's file (through a relay pipe once the task writes fast), with one
+//! chunk entry per splice in `chunks`; no byte passes through the supervisor's memory, and the
+//! memory buffer is the page cache's copy of the log's tail. Only a stream whose log stops taking
+//! bytes (a full disk) or a filesystem that cannot splice falls back to copying, into a [`ring`]
+//! allocated then. Requests ([`requests`]) are answered from one flat `match`; follow
+//! subscriptions are fed from the run's files (with `sendfile(2)`), not from memory, so a
+//! follower costs O(1) memory however far behind it is. Every state change goes through [`state::Core`], which keeps the
 //! record in step (replaced atomically; fsync'd only for the final record).
 //!
 //! **End of a run.** A run has ended when the main process has been reaped and both pipes are

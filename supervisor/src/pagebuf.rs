@@ -1,7 +1,10 @@
 //! [`PageBuf`]: a fixed-size byte buffer mapped straight from the kernel (anonymous `mmap`), for
 //! the supervisor's read buffer. The kernel backs a page only once it is written, so a task that
 //! never prints never pays for the buffer; the allocator could not promise that, since `calloc`
-//! clears (and so dirties) memory it reuses.
+//! clears (and so dirties) memory it reuses. Output normally goes from the pipes to the log and
+//! from the log to followers without passing through it (see [`crate::capture`]), so even a busy
+//! task only touches it after a fallback to copying, or when its followers are sent copies (a
+//! task with a log cap).
 
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;

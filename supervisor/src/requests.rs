@@ -1,7 +1,9 @@
 //! Serving a client: its request lines are parsed and dispatched from one flat `match` to one
 //! handler per request kind; `write` payloads are moved into the stdin queue; follow subscriptions
-//! are fed from the run's files; waiters and followers get `end` once the run is over.
+//! are fed from the run's files (sent with `sendfile(2)` when no log cap can punch them out
+//! meanwhile); waiters and followers get `end` once the run is over.
 
+use crate::capture::Capture;
 use crate::clients::{Client, Mode, Payload, FOLLOW_LOW, OUT_HIGH};
 use crate::state::Core;
 use std::time::Duration;
@@ -222,13 +224,14 @@ fn on_read(
     }
     let sc = cap.stream_mut(stream);
     // Bytes the log cap dropped cannot be read: start at the first one kept.
-    let offset = offset.unwrap_or(sc.ring.consumed()).max(sc.start());
-    let n = count.min(sc.ring.end().saturating_sub(offset) as usize);
+    let offset = offset.unwrap_or(sc.consumed()).max(sc.start());
+    let n = count.min(sc.end().saturating_sub(offset) as usize);
     if !peek {
-        sc.ring.consume_to(offset + n as u64);
+        sc.consume_to(offset + n as u64);
     }
-    if sc.ring.holds(offset) {
-        let (a, b) = sc.ring.peek(offset, n);
+    // Bytes the log could not take (a full disk) are only in memory; the rest is in the file,
+    // the newest of it in the page cache.
+    if let Some((a, b)) = sc.held(offset, n) {
         let header = data_header(stream, offset, a.len() + b.len());
         c.queue_data(&header, a, b);
         return;
@@ -315,22 +318,9 @@ fn on_terminate(core: &mut Core, c: &mut Client, grace_ms: Option<u64>) {
 fn feed(core: &mut Core, c: &mut Client, mut cur: Cursor, scratch: &mut [u8]) {
     let Some(cap) = &core.capture else { return };
     while c.pending() < FOLLOW_LOW && cur.combined < cap.combined_end {
-        match cap.log.next_piece_into(&mut cur, scratch) {
-            Ok(Some(at)) => {
-                // Skip what the log cap punched out (it reads back as zeros).
-                let start = cap.stream(at.stream).start();
-                let skip = start.saturating_sub(at.offset).min(at.len as u64) as usize;
-                if skip < at.len {
-                    let header = Response::Data {
-                        stream: at.stream,
-                        offset: at.offset + skip as u64,
-                        combined: Some(at.combined + skip as u64),
-                        len: (at.len - skip) as u64,
-                    };
-                    c.queue_data(&header, &scratch[skip..at.len], &[]);
-                }
-            }
-            Ok(None) => break,
+        match feed_piece(cap, c, &mut cur, scratch) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => {
                 c.queue(&Response::error(&e));
                 c.mode = Mode::Closing;
@@ -346,4 +336,48 @@ fn feed(core: &mut Core, c: &mut Client, mut cur: Cursor, scratch: &mut [u8]) {
         });
         c.mode = Mode::Closing;
     }
+}
+
+/// Queue the follower's next piece (at most `scratch.len()` bytes, only bytes the file holds);
+/// false when there is none yet. The piece is queued as a span of its file, sent with
+/// `sendfile(2)` without passing through memory; with a log cap it is read into `scratch` and
+/// copied instead: a span must still be in the file when its turn comes, and the cap punches the
+/// oldest bytes out. A copy skips what the cap punched out before it was read (it reads back as
+/// zeros).
+fn feed_piece(
+    cap: &Capture,
+    c: &mut Client,
+    cur: &mut Cursor,
+    scratch: &mut [u8],
+) -> taskpool::Result<bool> {
+    let stored = |s| cap.stream(s).stored();
+    let Some(at) = cap.log.next_span(cur, scratch.len(), stored)? else {
+        return Ok(false);
+    };
+    let file = cap.log.shared(at.stream);
+    if let (Some(file), false) = (file, cap.log_capped()) {
+        let header = Response::Data {
+            stream: at.stream,
+            offset: at.offset,
+            combined: Some(at.combined),
+            len: at.len as u64,
+        };
+        c.queue_file(&header, file, at.offset, at.len);
+        return Ok(true);
+    }
+    let n = cap
+        .log
+        .read_stream_into(at.stream, at.offset, &mut scratch[..at.len])?;
+    let skip = cap.stream(at.stream).start().saturating_sub(at.offset);
+    let skip = skip.min(n as u64) as usize;
+    if skip < n {
+        let header = Response::Data {
+            stream: at.stream,
+            offset: at.offset + skip as u64,
+            combined: Some(at.combined + skip as u64),
+            len: (n - skip) as u64,
+        };
+        c.queue_data(&header, &scratch[skip..n], &[]);
+    }
+    Ok(true)
 }

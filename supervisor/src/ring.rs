@@ -1,11 +1,12 @@
-//! [`Ring`]: the bounded in-memory buffer of one output stream. It holds the newest bytes of the
-//! stream (at most its capacity, the task's `buffer_size`) at their absolute offsets, so readers can
-//! be served without touching the disk while they keep up. Memory is allocated only when output
-//! first arrives, and grows with it up to the capacity; after that the buffer wraps in place.
+//! [`Ring`]: the bounded in-memory buffer of one output stream, used once the stream's log can no
+//! longer take every byte by `splice(2)` (see [`crate::capture`]). It holds the newest bytes of the
+//! stream (at most its capacity, the task's `buffer_size`) at their absolute offsets, so a `read`
+//! still gets them when the disk is full. Memory is allocated only when output first arrives, and
+//! grows with it up to the capacity; after that the buffer wraps in place.
 //!
-//! The ring also carries the stream's *consume position* (`read` with `peek: false`): an absolute
-//! offset that only moves forward and may lie before the ring's start (the bytes are then read
-//! from the stream's file).
+//! A ring can also carry a *consume position* (an absolute offset that only moves forward and may
+//! lie before the ring's start). The supervisor keeps its streams' consume positions in
+//! [`crate::capture::StreamCapture`] instead, since a stream has a ring only after a fallback.
 
 /// The newest bytes of one stream, at absolute offsets.
 #[derive(Debug)]
@@ -28,13 +29,19 @@ pub struct Ring {
 impl Ring {
     /// An empty ring of capacity `cap` (at least 1); nothing is allocated yet.
     pub fn new(cap: usize) -> Ring {
+        Ring::at(cap, 0)
+    }
+
+    /// An empty ring of capacity `cap` whose first byte will be at offset `end` (the stream has
+    /// had `end` bytes before it); nothing is allocated yet.
+    pub fn at(cap: usize, end: u64) -> Ring {
         Ring {
             buf: Vec::new(),
             cap: cap.max(1),
             head: 0,
             len: 0,
-            end: 0,
-            consumed: 0,
+            end,
+            consumed: end,
         }
     }
 
@@ -119,7 +126,7 @@ impl Ring {
         }
     }
 
-    /// The consume position: where a `read` without an offset starts.
+    /// The consume position.
     pub fn consumed(&self) -> u64 {
         self.consumed
     }
@@ -223,6 +230,21 @@ mod tests {
         // The consume position may fall behind what the ring holds; readers then use the file.
         r.push(&[b'z'; 20]);
         assert!(r.consumed() < r.start());
+    }
+
+    #[test]
+    fn a_ring_started_late_holds_offsets_from_there() {
+        let mut r = Ring::at(8, 1000);
+        eq((r.start(), r.end(), r.allocated()), (1000, 1000, 0));
+        assert!(r.holds(1000) && !r.holds(999));
+        eq(read(&r, 999, 10), vec![]);
+        r.push(b"abcdef");
+        eq((r.start(), r.end()), (1000, 1006));
+        eq(read(&r, 1002, 100), b"cdef".to_vec());
+        r.push(b"ghij");
+        eq((r.start(), r.end()), (1002, 1010));
+        eq(read(&r, 1002, 100), b"cdefghij".to_vec());
+        assert!(!r.holds(1001));
     }
 
     fn eq<T: PartialEq + std::fmt::Debug>(actual: T, expected: T) {

@@ -12,6 +12,7 @@ use crate::protocol::Stream;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// File name of a stream's log in a run directory.
 pub fn stream_file(stream: Stream) -> &'static str {
@@ -91,18 +92,19 @@ pub struct Cursor {
     pub stderr: u64,
 }
 
-/// Read access to one run's output log.
+/// Read access to one run's output log. The files are shared ([`OutputLog::shared`]) with whoever
+/// sends their bytes later, so the descriptors outlive this value as long as needed.
 #[derive(Debug)]
 pub struct OutputLog {
     dir: PathBuf,
-    stdout: Option<File>,
-    stderr: Option<File>,
-    chunks: Option<File>,
+    stdout: Option<Arc<File>>,
+    stderr: Option<Arc<File>>,
+    chunks: Option<Arc<File>>,
 }
 
-fn open_opt(path: &Path) -> Result<Option<File>> {
+fn open_opt(path: &Path) -> Result<Option<Arc<File>>> {
     match File::open(path) {
-        Ok(f) => Ok(Some(f)),
+        Ok(f) => Ok(Some(Arc::new(f))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::path(path, e)),
     }
@@ -120,6 +122,12 @@ impl OutputLog {
     }
 
     fn file(&self, stream: Stream) -> Option<&File> {
+        self.shared(stream).map(|f| &**f)
+    }
+
+    /// The open file of a stream (`combined`: `chunks`), to read from later (the supervisor sends
+    /// follow data from it with `sendfile(2)` once the socket has room).
+    pub fn shared(&self, stream: Stream) -> Option<&Arc<File>> {
         match stream {
             Stream::Stdout => self.stdout.as_ref(),
             Stream::Stderr => self.stderr.as_ref(),
@@ -218,37 +226,46 @@ impl OutputLog {
     /// them) instead of allocating, for a reader that must not allocate per piece (the
     /// supervisor's followers). The bytes are `buf[..at.len]`.
     pub fn next_piece_into(&self, cur: &mut Cursor, buf: &mut [u8]) -> Result<Option<PieceAt>> {
+        let Some((s, len)) = self.current_entry(cur)? else {
+            return Ok(None);
+        };
+        let want = ((len - cur.within) as usize).min(buf.len());
+        let offset = *stream_pos(cur, s);
+        let n = self.read_stream_into(s, offset, &mut buf[..want])?;
+        // Zero: the entry was written before its bytes reached the file: nothing more yet.
+        Ok((n > 0).then(|| pass(cur, s, len, n)))
+    }
+
+    /// Like [`OutputLog::next_piece_into`], but reads nothing: it moves `cur` over the next piece
+    /// (at most `max` bytes, and only bytes before `stored(stream)`, the end of what the stream's
+    /// file is known to hold) and says where it is, for a reader that sends the bytes straight
+    /// from the file (see [`OutputLog::shared`]).
+    pub fn next_span(
+        &self,
+        cur: &mut Cursor,
+        max: usize,
+        stored: impl Fn(Stream) -> u64,
+    ) -> Result<Option<PieceAt>> {
+        let Some((s, len)) = self.current_entry(cur)? else {
+            return Ok(None);
+        };
+        let offset = *stream_pos(cur, s);
+        let held = stored(s).saturating_sub(offset);
+        let n = ((len - cur.within) as usize).min(max).min(held as usize);
+        Ok((n > 0).then(|| pass(cur, s, len, n)))
+    }
+
+    /// The entry `cur` is in, skipping entries it has passed entirely (and empty ones).
+    fn current_entry(&self, cur: &mut Cursor) -> Result<Option<(Stream, u32)>> {
         loop {
             let Some((s, len)) = self.entry(cur.entry)? else {
                 return Ok(None);
             };
-            let left = (len - cur.within) as usize;
-            if left == 0 {
-                cur.entry += 4;
-                cur.within = 0;
-                continue;
+            if len > cur.within {
+                return Ok(Some((s, len)));
             }
-            let want = left.min(buf.len());
-            let offset = *stream_pos(cur, s);
-            let n = self.read_stream_into(s, offset, &mut buf[..want])?;
-            if n == 0 {
-                // The entry was written before its bytes reached the file: nothing more yet.
-                return Ok(None);
-            }
-            let at = PieceAt {
-                stream: s,
-                offset,
-                combined: cur.combined,
-                len: n,
-            };
-            cur.combined += n as u64;
-            *stream_pos(cur, s) += n as u64;
-            cur.within += n as u32;
-            if cur.within == len {
-                cur.entry += 4;
-                cur.within = 0;
-            }
-            return Ok(Some(at));
+            cur.entry += 4;
+            cur.within = 0;
         }
     }
 
@@ -286,6 +303,24 @@ impl OutputLog {
         }
         Ok(out)
     }
+}
+
+/// Move `cur` over `n` bytes of the entry (of stream `s`, `len` bytes) it is in; where they are.
+fn pass(cur: &mut Cursor, s: Stream, len: u32, n: usize) -> PieceAt {
+    let at = PieceAt {
+        stream: s,
+        offset: *stream_pos(cur, s),
+        combined: cur.combined,
+        len: n,
+    };
+    cur.combined += n as u64;
+    *stream_pos(cur, s) += n as u64;
+    cur.within += n as u32;
+    if cur.within == len {
+        cur.entry += 4;
+        cur.within = 0;
+    }
+    at
 }
 
 fn stream_pos(c: &mut Cursor, s: Stream) -> &mut u64 {
@@ -341,6 +376,41 @@ mod tests {
         let p = log.next_piece(&mut c, 100).unwrap().unwrap();
         assert_eq!((p.stream, p.offset, p.combined), (Stream::Stdout, 4, 8));
         assert!(log.next_piece(&mut c, 100).unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn spans_walk_the_same_pieces_without_reading_and_stop_at_what_is_stored() {
+        let dir = std::env::temp_dir().join(format!("taskpool-output-span-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_log(
+            &dir,
+            &[
+                (Stream::Stdout, b"0123456789"),
+                (Stream::Stderr, b"abc"),
+                (Stream::Stdout, b"xyz"),
+            ],
+        );
+        let log = OutputLog::open(&dir).unwrap();
+        let all = |stored: [u64; 2], max: usize| {
+            let mut c = log.seek(2).unwrap();
+            let mut got = Vec::new();
+            while let Some(at) = log
+                .next_span(&mut c, max, |s| stored[(s == Stream::Stderr) as usize])
+                .unwrap()
+            {
+                got.push((at.stream, at.offset, at.combined, at.len));
+            }
+            (got, c.combined)
+        };
+        let mut pieces = Vec::new();
+        let mut c = log.seek(2).unwrap();
+        while let Some(p) = log.next_piece(&mut c, 4).unwrap() {
+            pieces.push((p.stream, p.offset, p.combined, p.data.len()));
+        }
+        assert_eq!(all([13, 3], 4), (pieces, 16));
+        // Only what the files are known to hold: stdout up to 7, stderr up to 1.
+        assert_eq!(all([7, 1], 100), (vec![(Stream::Stdout, 2, 2, 5)], 7));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -15,6 +15,7 @@ mod hostile;
 mod jobs;
 mod library;
 mod output;
+mod output_splice;
 mod queue;
 mod queue_more;
 mod security;
