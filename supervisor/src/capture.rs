@@ -1,6 +1,6 @@
 //! Output capture: the read ends of the task's stdout and stderr pipes, and where their bytes go.
 //!
-//! Normally ([`Route::Splice`]) the bytes go from a pipe straight into the stream's file in the
+//! Normally (`Route::Splice`) the bytes go from a pipe straight into the stream's file in the
 //! run directory with `splice(2)`, at an explicit offset, without passing through the supervisor's
 //! memory; then the splice's entry goes to `chunks` (so a reader that finds an entry always finds
 //! its bytes). The stream's memory buffer is then the page cache's copy of the file's tail: the
@@ -8,7 +8,7 @@
 //!
 //! When a splice fails for a reason other than "nothing yet" (a full disk, an I/O error, a
 //! filesystem that cannot splice), that stream falls back for the rest of the run to
-//! [`Route::Copy`]: `read` into the supervisor's buffer, `pwrite` to the file, and a copy into a
+//! `Route::Copy`: `read` into the supervisor's buffer, `pwrite` to the file, and a copy into a
 //! [`Ring`] that starts at that offset. When a write fails, the file stops growing (so every byte it
 //! holds stays at its offset) and the ring keeps the newest bytes, counted as `unstored`.
 //!
