@@ -36,6 +36,9 @@ enum Source {
         log: OutputLog,
         cur: Cursor,
         info: Option<Box<Info>>,
+        /// The first offset of stdout and stderr still in the files: a log cap punched out
+        /// (and zeroed) what came before.
+        kept: [u64; 2],
     },
     Done,
 }
@@ -71,6 +74,10 @@ impl Follow {
         let run = rec.current().map(|r| r.run).unwrap_or(1);
         let log = OutputLog::open(&pool.run_dir(id, run))?;
         let cur = log.seek(from)?;
+        let kept = rec
+            .current()
+            .map(|r| [r.streams.stdout.start, r.streams.stderr.start])
+            .unwrap_or_default();
         Ok(Follow {
             pool,
             id,
@@ -78,6 +85,7 @@ impl Follow {
                 log,
                 cur,
                 info: Some(Box::new(Info::from_record(&rec))),
+                kept,
             },
             delivered: from,
         })
@@ -86,21 +94,31 @@ impl Follow {
     fn next_event(&mut self) -> Result<Option<Event>> {
         match &mut self.src {
             Source::Done => Ok(None),
-            Source::Files { log, cur, info } => match log.next_piece(cur, 256 * 1024)? {
-                Some(p) => {
-                    self.delivered = p.combined + p.data.len() as u64;
-                    Ok(Some(Event::Output {
-                        stream: p.stream,
-                        offset: p.offset,
-                        combined: p.combined,
-                        data: p.data,
-                    }))
-                }
-                None => {
+            Source::Files {
+                log,
+                cur,
+                info,
+                kept,
+            } => loop {
+                let Some(mut p) = log.next_piece(cur, 256 * 1024)? else {
                     let info = info.take();
                     self.src = Source::Done;
-                    Ok(info.map(Event::End))
+                    return Ok(info.map(Event::End));
+                };
+                self.delivered = p.combined + p.data.len() as u64;
+                // Bytes the log cap dropped are not output: skip them, as the supervisor does.
+                let first = kept[usize::from(p.stream == Stream::Stderr)];
+                let skip = first.saturating_sub(p.offset).min(p.data.len() as u64);
+                if skip == p.data.len() as u64 {
+                    continue;
                 }
+                p.data.drain(..skip as usize);
+                return Ok(Some(Event::Output {
+                    stream: p.stream,
+                    offset: p.offset + skip,
+                    combined: p.combined + skip,
+                    data: p.data,
+                }));
             },
             // A supervisor that exits (or is killed) mid-frame: finish from the files, from the
             // last byte delivered.

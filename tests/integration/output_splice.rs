@@ -246,9 +246,8 @@ fn a_follower_of_a_capped_log_gets_every_byte_it_is_sent_at_its_offset() {
     let tp = TestPool::new();
     let total = 8u64 << 20;
     let h = helper();
-    // Lingering, so every byte is sent by the supervisor: a follower that is still behind when
-    // the supervisor exits goes on from the files, where the library reads what the cap punched
-    // out as zeros (a known gap of `Follow`, not of the supervisor).
+    // Lingering, so every byte is sent by the supervisor (the next test covers a follower that
+    // goes on from the files).
     let id = tp.spawn([
         "--log-max",
         "64K",
@@ -274,5 +273,52 @@ fn a_follower_of_a_capped_log_gets_every_byte_it_is_sent_at_its_offset() {
         );
         next = offset + data.len() as u64;
     }
+    eq!(next, total);
+}
+
+#[test]
+fn a_follower_left_behind_by_its_supervisor_skips_what_the_cap_dropped() {
+    let tp = TestPool::new();
+    let total = 8u64 << 20;
+    let h = helper();
+    let id = tp.spawn([
+        "--log-max",
+        "64K",
+        "--buffer",
+        "16K",
+        "-c",
+        &format!("read go; {} write {total} 65536", h.display()),
+    ]);
+    let sup = tp.supervisor_pid(id);
+    // Following from 0, but reading nothing until the supervisor is gone: what its socket did
+    // not take comes from the files, where the cap punched out all but the tail.
+    let follow = tp.pool.task(id).unwrap().follow(0).unwrap();
+    tp.ok(["send", &id.to_string(), "go"]);
+    tp.wait_ok(&id.to_string());
+    assert!(wait_gone(sup, std::time::Duration::from_secs(10)));
+    let mut next = 0u64;
+    let mut ended = false;
+    for e in follow {
+        match e.expect("follow event") {
+            Event::Output {
+                stream,
+                offset,
+                combined,
+                data,
+            } => {
+                eq!(stream, Stream::Stdout);
+                assert!(offset >= next, "offset {offset} goes back");
+                eq!(combined, offset);
+                assert!(
+                    data == pattern(offset, data.len()),
+                    "bytes at {offset} differ"
+                );
+                next = offset + data.len() as u64;
+            }
+            Event::End(_) => ended = true,
+            Event::State(_) => {}
+        }
+    }
+    assert!(ended);
     eq!(next, total);
 }
