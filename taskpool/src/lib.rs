@@ -14,8 +14,12 @@
 //! let dir = std::env::temp_dir().join(format!("taskpool-doc-{}", std::process::id()));
 //! let mut pool = Pool::open_or_create(&dir, CreateOptions::default())?;
 //! # // This example runs against the supervisor built in the workspace.
-//! # let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/taskpool-supervisor");
-//! # if built.exists() { pool.set_supervisor_cmd(vec![built.into()]); }
+//! # let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from)
+//! #     .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+//! # let built = std::fs::read_dir(&target).into_iter().flatten().flatten()
+//! #     .map(|e| e.path().join("debug/taskpool-supervisor"))
+//! #     .find(|p| p.exists());
+//! # if let Some(built) = built { pool.set_supervisor_cmd(vec![built.into()]); }
 //! let task = pool.spawn(
 //!     &SpawnOptions::shell("echo hello; echo oops >&2")
 //!         .name("greeter")
