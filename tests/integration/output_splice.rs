@@ -37,24 +37,55 @@ type Piece = (Stream, u64, u64, Vec<u8>);
 /// A follower of task `id` from offset 0, in a thread; yields every output event.
 fn follower(tp: &TestPool, id: u64) -> std::thread::JoinHandle<Vec<Piece>> {
     let f = tp.pool.task(id).unwrap().follow(0).unwrap();
-    std::thread::spawn(move || {
-        let mut got = Vec::new();
-        let mut ended = false;
-        for e in f {
-            match e.expect("follow event") {
-                Event::Output {
-                    stream,
-                    offset,
-                    combined,
-                    data,
-                } => got.push((stream, offset, combined, data)),
-                Event::End(_) => ended = true,
-                Event::State(_) => {}
-            }
+    std::thread::spawn(move || pieces(f))
+}
+
+/// Every output event of `f`, which must end with an end event.
+fn pieces(f: taskpool::Follow) -> Vec<Piece> {
+    let mut got = Vec::new();
+    let mut ended = false;
+    for e in f {
+        match e.expect("follow event") {
+            Event::Output {
+                stream,
+                offset,
+                combined,
+                data,
+            } => got.push((stream, offset, combined, data)),
+            Event::End(_) => ended = true,
+            Event::State(_) => {}
         }
-        assert!(ended, "the follow ended without an end event");
-        got
-    })
+    }
+    assert!(ended, "the follow ended without an end event");
+    got
+}
+
+/// `pieces` of a task that wrote the helper's pattern to stdout with a log cap: in order, at
+/// their offsets, right, and up to `total`; what the cap punched before it was sent is skipped,
+/// never sent as zeros.
+fn check_capped_pieces(pieces: &[Piece], total: u64) {
+    let mut next = 0u64;
+    for (stream, offset, combined, data) in pieces {
+        eq!(*stream, Stream::Stdout);
+        assert!(*offset >= next, "offset {offset} goes back");
+        eq!(*combined, *offset);
+        assert!(
+            *data == pattern(*offset, data.len()),
+            "bytes at {offset} differ"
+        );
+        next = offset + data.len() as u64;
+    }
+    eq!(next, total);
+}
+
+/// Spawn a task that waits for a line on stdin, then writes `total` bytes of the helper's
+/// pattern in 64 KiB writes, with a 64 KiB log cap and a 16 KiB buffer (and `extra` options).
+fn capped_writer(tp: &TestPool, total: u64, extra: &[&str]) -> u64 {
+    let script = format!("read go; {} write {total} 65536", helper().display());
+    let mut args = vec!["--log-max", "64K", "--buffer", "16K"];
+    args.extend_from_slice(extra);
+    args.extend(["-c", &script]);
+    tp.spawn(args)
 }
 
 /// Block until the task has written to `fifo` (it does so once its output is all written).
@@ -245,50 +276,20 @@ fn disk_full_falls_back_to_memory_and_the_newest_bytes_are_still_read_live() {
 fn a_follower_of_a_capped_log_gets_every_byte_it_is_sent_at_its_offset() {
     let tp = TestPool::new();
     let total = 8u64 << 20;
-    let h = helper();
     // Lingering, so every byte is sent by the supervisor (the next test covers a follower that
     // goes on from the files).
-    let id = tp.spawn([
-        "--log-max",
-        "64K",
-        "--buffer",
-        "16K",
-        "--linger",
-        "30s",
-        "-c",
-        &format!("read go; {} write {total} 65536", h.display()),
-    ]);
+    let id = capped_writer(&tp, total, &["--linger", "30s"]);
     let follow = follower(&tp, id);
     tp.ok(["send", &id.to_string(), "go"]);
     tp.wait_ok(&id.to_string());
-    let pieces = follow.join().unwrap();
-    let mut next = 0u64;
-    for (_, offset, combined, data) in &pieces {
-        // Bytes the cap punched before they were sent are skipped, never sent as zeros.
-        assert!(*offset >= next, "offset {offset} goes back");
-        eq!(*combined, *offset);
-        assert!(
-            *data == pattern(*offset, data.len()),
-            "bytes at {offset} differ"
-        );
-        next = offset + data.len() as u64;
-    }
-    eq!(next, total);
+    check_capped_pieces(&follow.join().unwrap(), total);
 }
 
 #[test]
 fn a_follower_left_behind_by_its_supervisor_skips_what_the_cap_dropped() {
     let tp = TestPool::new();
     let total = 8u64 << 20;
-    let h = helper();
-    let id = tp.spawn([
-        "--log-max",
-        "64K",
-        "--buffer",
-        "16K",
-        "-c",
-        &format!("read go; {} write {total} 65536", h.display()),
-    ]);
+    let id = capped_writer(&tp, total, &[]);
     let sup = tp.supervisor_pid(id);
     // Following from 0, but reading nothing until the supervisor is gone: what its socket did
     // not take comes from the files, where the cap punched out all but the tail.
@@ -296,29 +297,5 @@ fn a_follower_left_behind_by_its_supervisor_skips_what_the_cap_dropped() {
     tp.ok(["send", &id.to_string(), "go"]);
     tp.wait_ok(&id.to_string());
     assert!(wait_gone(sup, std::time::Duration::from_secs(10)));
-    let mut next = 0u64;
-    let mut ended = false;
-    for e in follow {
-        match e.expect("follow event") {
-            Event::Output {
-                stream,
-                offset,
-                combined,
-                data,
-            } => {
-                eq!(stream, Stream::Stdout);
-                assert!(offset >= next, "offset {offset} goes back");
-                eq!(combined, offset);
-                assert!(
-                    data == pattern(offset, data.len()),
-                    "bytes at {offset} differ"
-                );
-                next = offset + data.len() as u64;
-            }
-            Event::End(_) => ended = true,
-            Event::State(_) => {}
-        }
-    }
-    assert!(ended);
-    eq!(next, total);
+    check_capped_pieces(&pieces(follow), total);
 }
