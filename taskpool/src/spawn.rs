@@ -42,15 +42,7 @@ pub fn prestart_supervisor() -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Supervisor,
-                format!(
-                    "cannot start the supervisor {}: {e}",
-                    argv[0].to_string_lossy()
-                ),
-            )
-        })?;
+        .map_err(|e| cannot_start(&argv[0], e))?;
     *slot = Some(child);
     Ok(())
 }
@@ -58,10 +50,33 @@ pub fn prestart_supervisor() -> Result<()> {
 /// Let a prestarted supervisor go unused: it sees end of file, exits, and is reaped here. For a
 /// program that learns, after [`prestart_supervisor`], that it will not spawn after all.
 pub fn discard_prestarted() {
-    if let Some(mut c) = take_prestarted() {
-        drop(c.stdin.take());
-        let _ = c.wait();
+    if let Some(c) = take_prestarted() {
+        dismiss(c);
     }
+}
+
+/// Let a started supervisor go: it sees end of file on its stdin, exits, and is reaped here.
+fn dismiss(mut c: std::process::Child) {
+    drop(c.stdin.take());
+    let _ = c.wait();
+}
+
+/// The error for a supervisor program that could not be started.
+fn cannot_start(program: &std::ffi::OsStr, e: std::io::Error) -> Error {
+    // The hint only helps when the program is missing (not, say, out of descriptors).
+    let hint = match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+            "; set TASKPOOL_SUPERVISOR to its path"
+        }
+        _ => "",
+    };
+    Error::new(
+        ErrorKind::Supervisor,
+        format!(
+            "cannot start the supervisor {}: {e}{hint}",
+            program.to_string_lossy()
+        ),
+    )
 }
 
 /// Take the prestarted supervisor, if any.
@@ -632,16 +647,15 @@ impl Pool {
                 && !self.has_supervisor_cmd()
                 && self.supervisor_env().is_empty()
                 && matches!(ready.try_wait(), Ok(None));
-            let ready = Starting {
-                child: ready,
-                needs_pool: true,
-                program: String::new(),
-                foreground: false,
-            };
             if usable {
-                return Ok(ready);
+                return Ok(Starting {
+                    child: ready,
+                    needs_pool: true,
+                    program: String::new(),
+                    foreground: false,
+                });
             }
-            ready.discard();
+            dismiss(ready);
         }
         let argv = self.supervisor_cmd()?;
         let mut cmd = std::process::Command::new(&argv[0]);
@@ -656,22 +670,7 @@ impl Pool {
             } else {
                 Stdio::null()
             });
-        let child = cmd.spawn().map_err(|e| {
-            // The hint only helps when the program is missing (not, say, out of descriptors).
-            let hint = match e.kind() {
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                    "; set TASKPOOL_SUPERVISOR to its path"
-                }
-                _ => "",
-            };
-            Error::new(
-                ErrorKind::Supervisor,
-                format!(
-                    "cannot start the supervisor {}: {e}{hint}",
-                    argv[0].to_string_lossy()
-                ),
-            )
-        })?;
+        let child = cmd.spawn().map_err(|e| cannot_start(&argv[0], e))?;
         Ok(Starting {
             child,
             needs_pool: false,
@@ -738,9 +737,8 @@ pub(crate) struct Starting {
 
 impl Starting {
     /// Let it go unused: it sees end of file, exits, and is reaped.
-    pub(crate) fn discard(mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
+    pub(crate) fn discard(self) {
+        dismiss(self.child);
     }
 }
 
