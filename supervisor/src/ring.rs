@@ -2,11 +2,9 @@
 //! longer take every byte by `splice(2)` (see [`crate::capture`]). It holds the newest bytes of the
 //! stream (at most its capacity, the task's `buffer_size`) at their absolute offsets, so a `read`
 //! still gets them when the disk is full. Memory is allocated only when output first arrives, and
-//! grows with it up to the capacity; after that the buffer wraps in place.
-//!
-//! A ring can also carry a *consume position* (an absolute offset that only moves forward and may
-//! lie before the ring's start). The supervisor keeps its streams' consume positions in
-//! [`crate::capture::StreamCapture`] instead, since a stream has a ring only after a fallback.
+//! grows with it up to the capacity; after that the buffer wraps in place. (A stream's consume
+//! position lives in [`crate::capture::StreamCapture`], since a stream has a ring only after a
+//! fallback.)
 
 /// The newest bytes of one stream, at absolute offsets.
 #[derive(Debug)]
@@ -22,8 +20,6 @@ pub struct Ring {
     len: usize,
     /// Absolute offset one past the newest byte: the stream's length.
     end: u64,
-    /// The consume position.
-    consumed: u64,
 }
 
 impl Ring {
@@ -41,7 +37,6 @@ impl Ring {
             head: 0,
             len: 0,
             end,
-            consumed: end,
         }
     }
 
@@ -125,16 +120,6 @@ impl Ring {
             (&self.buf[from..], &self.buf[..n - first])
         }
     }
-
-    /// The consume position.
-    pub fn consumed(&self) -> u64 {
-        self.consumed
-    }
-
-    /// Move the consume position forward to `offset` (never backward, never past the end).
-    pub fn consume_to(&mut self, offset: u64) {
-        self.consumed = self.consumed.max(offset.min(self.end));
-    }
 }
 
 #[cfg(test)]
@@ -215,21 +200,12 @@ mod tests {
     }
 
     #[test]
-    fn peek_leaves_bytes_and_consume_moves_forward_only() {
+    fn a_peek_leaves_the_bytes_in_place() {
         let mut r = Ring::new(16);
         r.push(b"one\ntwo\n");
-        eq(r.consumed(), 0);
-        eq(read(&r, r.consumed(), 4), b"one\n".to_vec());
-        eq(r.consumed(), 0); // a peek
-        r.consume_to(4);
-        eq(read(&r, r.consumed(), 100), b"two\n".to_vec());
-        r.consume_to(2); // never backward
-        eq(r.consumed(), 4);
-        r.consume_to(99); // never past the end
-        eq(r.consumed(), 8);
-        // The consume position may fall behind what the ring holds; readers then use the file.
-        r.push(&[b'z'; 20]);
-        assert!(r.consumed() < r.start());
+        eq(read(&r, 0, 4), b"one\n".to_vec());
+        eq(read(&r, 0, 100), b"one\ntwo\n".to_vec());
+        eq(read(&r, 4, 100), b"two\n".to_vec());
     }
 
     #[test]

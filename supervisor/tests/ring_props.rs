@@ -1,6 +1,6 @@
 //! Property tests of [`Ring`]: against a reference model (the whole stream in a `Vec`), any
 //! sequence of pushes keeps absolute offsets, holds exactly the newest `cap` bytes, wraps without
-//! mixing bytes up, never allocates past its capacity, and peeks and consumes consistently.
+//! mixing bytes up, never allocates past its capacity, and peeks consistently.
 
 use proptest::prelude::*;
 use taskpool_supervisor::ring::Ring;
@@ -9,14 +9,12 @@ use taskpool_supervisor::ring::Ring;
 enum Op {
     Push(Vec<u8>),
     Peek { back: u64, max: usize },
-    Consume { to: u64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => proptest::collection::vec(any::<u8>(), 0..200).prop_map(Op::Push),
         2 => (0u64..300, 0usize..300).prop_map(|(back, max)| Op::Peek { back, max }),
-        1 => (0u64..2000).prop_map(|to| Op::Consume { to }),
     ]
 }
 
@@ -32,7 +30,6 @@ proptest! {
     fn ring_matches_a_reference(cap in 1usize..128, ops in proptest::collection::vec(op(), 0..60)) {
         let mut r = Ring::new(cap);
         let mut all: Vec<u8> = Vec::new();
-        let mut consumed = 0u64;
         for op in ops {
             match op {
                 Op::Push(d) => {
@@ -50,13 +47,6 @@ proptest! {
                         let want_end = (offset as usize + max).min(all.len());
                         prop_assert_eq!(&got[..], &all[offset as usize..want_end]);
                     }
-                    // A peek moves nothing.
-                    prop_assert_eq!(r.consumed(), consumed);
-                }
-                Op::Consume { to } => {
-                    r.consume_to(to);
-                    consumed = consumed.max(to.min(all.len() as u64));
-                    prop_assert_eq!(r.consumed(), consumed);
                 }
             }
             let end = all.len() as u64;
