@@ -107,7 +107,10 @@ impl Follow {
                 };
                 self.delivered = p.combined + p.data.len() as u64;
                 // Bytes the log cap dropped are not output: skip them, as the supervisor does.
-                let first = kept[usize::from(p.stream == Stream::Stderr)];
+                // The record says where the kept bytes start as of its last store; the file's
+                // holes say it exactly (a supervisor killed since then punched more).
+                let first = kept[usize::from(p.stream == Stream::Stderr)]
+                    .max(data_from(log, p.stream, p.offset, p.data.len()));
                 let skip = first.saturating_sub(p.offset).min(p.data.len() as u64);
                 if skip == p.data.len() as u64 {
                     continue;
@@ -172,5 +175,24 @@ impl Iterator for Follow {
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// The first offset at or after `offset` in `stream`'s file that holds data rather than a hole
+/// punched by the log cap (`offset + len` if the rest of the piece is a hole; `offset` when the
+/// file system cannot tell).
+fn data_from(log: &OutputLog, stream: Stream, offset: u64, len: usize) -> u64 {
+    use std::os::fd::AsFd;
+    let Some(file) = log.shared(stream) else {
+        return offset;
+    };
+    match nix::unistd::lseek(
+        file.as_fd(),
+        offset as libc::off_t,
+        nix::unistd::Whence::SeekData,
+    ) {
+        Ok(at) => at as u64,
+        Err(nix::errno::Errno::ENXIO) => offset + len as u64,
+        Err(_) => offset,
     }
 }

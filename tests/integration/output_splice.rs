@@ -79,9 +79,13 @@ fn check_capped_pieces(pieces: &[Piece], total: u64) {
 }
 
 /// Spawn a task that waits for a line on stdin, then writes `total` bytes of the helper's
-/// pattern in 64 KiB writes, with a 64 KiB log cap and a 16 KiB buffer (and `extra` options).
-fn capped_writer(tp: &TestPool, total: u64, extra: &[&str]) -> u64 {
-    let script = format!("read go; {} write {total} 65536", helper().display());
+/// pattern in 64 KiB writes, then runs the shell commands `then`, with a 64 KiB log cap and a
+/// 16 KiB buffer (and `extra` options).
+fn capped_writer(tp: &TestPool, total: u64, extra: &[&str], then: &str) -> u64 {
+    let script = format!(
+        "read go; {} write {total} 65536; {then}",
+        helper().display()
+    );
     let mut args = vec!["--log-max", "64K", "--buffer", "16K"];
     args.extend_from_slice(extra);
     args.extend(["-c", &script]);
@@ -278,7 +282,7 @@ fn a_follower_of_a_capped_log_gets_every_byte_it_is_sent_at_its_offset() {
     let total = 8u64 << 20;
     // Lingering, so every byte is sent by the supervisor (the next test covers a follower that
     // goes on from the files).
-    let id = capped_writer(&tp, total, &["--linger", "30s"]);
+    let id = capped_writer(&tp, total, &["--linger", "30s"], "");
     let follow = follower(&tp, id);
     tp.ok(["send", &id.to_string(), "go"]);
     tp.wait_ok(&id.to_string());
@@ -289,7 +293,7 @@ fn a_follower_of_a_capped_log_gets_every_byte_it_is_sent_at_its_offset() {
 fn a_follower_left_behind_by_its_supervisor_skips_what_the_cap_dropped() {
     let tp = TestPool::new();
     let total = 8u64 << 20;
-    let id = capped_writer(&tp, total, &[]);
+    let id = capped_writer(&tp, total, &[], "");
     let sup = tp.supervisor_pid(id);
     // Following from 0, but reading nothing until the supervisor is gone: what its socket did
     // not take comes from the files, where the cap punched out all but the tail.
@@ -298,4 +302,37 @@ fn a_follower_left_behind_by_its_supervisor_skips_what_the_cap_dropped() {
     tp.wait_ok(&id.to_string());
     assert!(wait_gone(sup, std::time::Duration::from_secs(10)));
     check_capped_pieces(&pieces(follow), total);
+}
+
+#[test]
+fn a_follower_of_a_killed_supervisors_capped_log_skips_the_holes_its_record_did_not_know() {
+    let tp = TestPool::new();
+    let total = 8u64 << 20;
+    let done = fifo(&tp, "done");
+    let id = capped_writer(
+        &tp,
+        total,
+        &[],
+        &format!("echo > {}; sleep 60", done.display()),
+    );
+    let sup = tp.supervisor_pid(id);
+    tp.ok(["send", &id.to_string(), "go"]);
+    wait_for(&done);
+    // Killed after the cap punched out most of the log, but before any store of the record
+    // could say so: the record still puts the kept bytes at offset 0.
+    sigkill(sup);
+    let got = pieces(tp.pool.task(id).unwrap().follow(0).unwrap());
+    assert!(!got.is_empty(), "nothing delivered");
+    let mut next = 0u64;
+    for (stream, offset, _, data) in &got {
+        eq!(*stream, Stream::Stdout);
+        assert!(*offset >= next, "offset {offset} goes back");
+        assert!(
+            *data == pattern(*offset, data.len()),
+            "bytes at {offset} differ (a hole read as zeros?)"
+        );
+        next = offset + data.len() as u64;
+    }
+    // Only the tail the cap kept (and what the pipe held when the supervisor died) is there.
+    assert!(got[0].1 > 0, "the punched start was delivered");
 }
