@@ -109,8 +109,12 @@ impl Follow {
                 // Bytes the log cap dropped are not output: skip them, as the supervisor does.
                 // The record says where the kept bytes start as of its last store; the file's
                 // holes say it exactly (a supervisor killed since then punched more).
-                let first = kept[usize::from(p.stream == Stream::Stderr)]
-                    .max(data_from(log, p.stream, p.offset, p.data.len()));
+                let first = kept[usize::from(p.stream == Stream::Stderr)].max(data_from(
+                    log,
+                    p.stream,
+                    p.offset,
+                    p.data.len(),
+                ));
                 let skip = first.saturating_sub(p.offset).min(p.data.len() as u64);
                 if skip == p.data.len() as u64 {
                     continue;
