@@ -178,11 +178,8 @@ fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
 pub fn reply(r: &LaunchReply) {
     let mut line = serde_json::to_vec(r).expect("launch replies always serialize");
     line.push(b'\n');
-    // Straight to fd 1, not through `std::io::stdout()`: a supervisor forked from a program
-    // that links it has a copy of that program's stdout buffer.
-    // SAFETY: fd 1 is open (the reply pipe) and `ManuallyDrop` keeps this `File` from closing it.
-    let out = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
-    let _ = (&*out).write_all(&line);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&line).and_then(|()| out.flush());
 }
 
 /// The error reply for `e`.
