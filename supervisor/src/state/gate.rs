@@ -68,7 +68,7 @@ impl Core {
         }
         if let Some(at) = self.record.next_start {
             if record::now() < at {
-                self.arm_timer(Some(at));
+                self.rearm();
                 self.wait_in(State::Scheduled, None);
                 return Ok(Gate::Wait);
             }
@@ -87,6 +87,7 @@ impl Core {
                     .unwrap_or_else(|| "the schedule has no future firing".into()),
             ));
         }
+        self.firing_came();
         if let Some(name) = self.record.spec.plan.group.clone() {
             if self.slot.is_none() {
                 let prio = self.record.spec.plan.priority;

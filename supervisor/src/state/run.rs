@@ -39,11 +39,6 @@ impl Core {
             r.pid = Some(started.pid.as_raw());
             r.started_at = Some(record::now());
         }
-        if self.record.spec.plan.repeat.is_some() && self.restarts == 0 {
-            // The firing this run is for has come; plan the next one.
-            let from = self.record.next_start.unwrap_or_else(record::now);
-            self.next_firing = self.firing_after(from.max(record::now()));
-        }
         self.record.next_start = None;
         self.record.waiting_for = None;
         self.record.reason = None;

@@ -71,8 +71,9 @@ impl Core {
         self.timer_at = None;
         let now = record::now();
         if let Some(f) = self.next_firing {
-            if f <= now && self.phase != Phase::Gate {
-                // A firing while the previous run (or its restarts, or its hooks) still goes on.
+            if f <= now {
+                // A firing while the previous one is still served: its run waits at the gate
+                // (for a slot, a lock, a restart's backoff), runs, or its hooks do.
                 self.record.overlaps += 1;
                 self.next_firing = self.firing_after(now);
                 self.store(false);
@@ -81,11 +82,31 @@ impl Core {
         self.rearm();
     }
 
-    /// Arm the timer for what is due next: the gate's start time, or a recurring task's next
-    /// firing while a run goes on.
+    /// The gate is past the start time: the firing the next run is for has come. For a
+    /// recurring task's first attempt, plan the next firing now, so that one coming while the
+    /// run still waits (for a slot or a lock) counts as an overlap, as it does while it runs.
+    pub(super) fn firing_came(&mut self) {
+        if self.record.spec.plan.repeat.is_some()
+            && self.restarts == 0
+            && self.next_firing.is_none()
+        {
+            let now = record::now();
+            let from = self.record.next_start.unwrap_or(now);
+            self.next_firing = self.firing_after(from.max(now));
+            self.rearm();
+        }
+    }
+
+    /// Arm the timer for what is due next: in the gate, the start time while it is ahead (a
+    /// start time that has passed is never armed again: the timer would fire at once, for
+    /// ever); in the gate, the run and the hooks, a recurring task's next firing.
     pub(super) fn rearm(&mut self) {
         let at = match self.phase {
-            Phase::Gate => self.record.next_start,
+            Phase::Gate => {
+                let now = record::now();
+                let start = self.record.next_start.filter(|&s| s > now);
+                start.into_iter().chain(self.next_firing).min()
+            }
             Phase::Run | Phase::Hooks => self.next_firing,
             Phase::Done => None,
         };
