@@ -123,6 +123,7 @@ pub mod ring;
 pub mod start;
 pub mod state;
 pub mod stdin;
+pub mod waker;
 
 use taskpool::protocol::LaunchReply;
 use taskpool::record::Behavior;

@@ -4,6 +4,7 @@
 
 use crate::util::*;
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 /// The CPU time (user + system, in clock ticks) process `pid` has used.
 fn cpu_ticks(pid: i32) -> u64 {
@@ -87,4 +88,58 @@ fn a_task_queued_past_its_start_time_does_not_spin() {
         ticks < 30,
         "the queued supervisor used {ticks} ticks of CPU while it waited"
     );
+}
+
+#[test]
+fn queued_tasks_that_do_not_answer_a_wake_do_not_hold_up_the_task_that_frees_the_slot() {
+    let tp = TestPool::new();
+    tp.ok(["group", "set", "g", "--parallel", "1"]);
+    let holder = tp.spawn(["--group", "g", "--", "sleep", "30"]);
+    let queued: Vec<u64> = (0..3)
+        .map(|_| tp.spawn(["--group", "g", "--", "true"]))
+        .collect();
+    // Stopped, their supervisors still hold their locks and listen, but answer nothing: each
+    // wake sent to them can only time out.
+    let stopped = Stopped(queued.iter().map(|&id| tp.supervisor_pid(id)).collect());
+    stopped.signal(libc::SIGSTOP);
+    let holder_sup = tp.supervisor_pid(holder);
+    tp.ok(["kill", &holder.to_string()]);
+    let t0 = Instant::now();
+    eq!(wait_for_code(&tp, holder), 143);
+    let took = t0.elapsed();
+    // Passing over three silent supervisors takes three wake timeouts; the holder's end must not
+    // wait for them.
+    assert!(
+        took < Duration::from_millis(1500),
+        "the end of the task that freed the slot took {took:?}"
+    );
+    drop(stopped);
+    // Once the holder's supervisor is gone, the head (watching it) takes the slot, and each
+    // queued task wakes the next.
+    assert!(
+        wait_gone(holder_sup, Duration::from_secs(10)),
+        "the holder's supervisor lives on"
+    );
+    for id in queued {
+        tp.wait_ok(&id.to_string());
+    }
+}
+
+/// Processes stopped (SIGSTOP) until this is dropped, also when the test fails: a stopped
+/// supervisor would not hear the pool's clean-up.
+struct Stopped(Vec<i32>);
+
+impl Stopped {
+    fn signal(&self, sig: libc::c_int) {
+        for &pid in &self.0 {
+            // SAFETY: kill takes a pid and a signal number; it touches no memory of ours.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+    }
 }

@@ -112,6 +112,7 @@ impl Core {
     pub fn finished(&self, now: Instant) -> bool {
         self.ended()
             && self.leftovers == Leftovers::Done
+            && !self.waker.busy()
             && (self.terminating || self.linger_until.is_none_or(|u| now >= u))
     }
 }

@@ -46,6 +46,8 @@ impl Core {
         self.release_run_resources();
         self.dequeue();
         self.stop_lock_waiter();
+        // No loop follows: what the queue is owed is sent now.
+        self.waker.finish_blocking(&self.pool);
     }
 
     pub(super) fn gate(&mut self) -> taskpool::Result<Gate> {
@@ -104,7 +106,7 @@ impl Core {
                             self.slot = Some(s);
                             self.queued = false;
                             // Another slot may be free too: the next in line looks.
-                            group::kick(&self.pool, &name);
+                            self.waker.kick(&self.pool, &name);
                         }
                         Err(pids) => {
                             // At the head: watch the holders; a holder that dies without a
@@ -271,7 +273,7 @@ impl Core {
         if self.queued {
             if let Some(name) = &self.record.spec.plan.group {
                 let _ = group::dequeue(&self.pool, name, self.id, self.record.spec.plan.priority);
-                group::kick(&self.pool, name);
+                self.waker.kick(&self.pool, name);
             }
             self.queued = false;
         }
@@ -283,7 +285,7 @@ impl Core {
         self.user_lock = None;
         if self.slot.take().is_some() {
             if let Some(name) = &self.record.spec.plan.group {
-                group::kick(&self.pool, name);
+                self.waker.kick(&self.pool, name);
             }
         }
         self.slot_check = true;

@@ -43,6 +43,7 @@ use crate::capture::Capture;
 use crate::child::ProcessGroup;
 use crate::hooks::HookRun;
 use crate::stdin::StdinSink;
+use crate::waker::Waker;
 use nix::sys::signal::Signal;
 use nix::sys::timerfd::TimerFd;
 use nix::unistd::Pid;
@@ -177,6 +178,8 @@ pub struct Core {
     pub watched: Vec<Watched>,
     /// At the head of a group's queue: pidfds of the slots' holders.
     pub holders: Vec<OwnedFd>,
+    /// The wakes owed to the group's queue, sent from the loop.
+    pub waker: Waker,
     /// Look at the predecessors again at the next gate.
     deps_check: bool,
     /// The wall-clock timer for `next_start` and recurring firings (made when first needed).
@@ -242,6 +245,7 @@ impl Core {
             lock_waiter: None,
             watched: Vec::new(),
             holders: Vec::new(),
+            waker: Waker::default(),
             deps_check: true,
             timer: None,
             timer_at: None,
@@ -409,6 +413,7 @@ impl Core {
 
     /// Carry out whatever is due at `now`.
     pub fn on_time(&mut self, now: Instant, scratch: &mut [u8]) {
+        self.waker.on_time(now, &self.pool);
         if let Some(at) = self.timeout_at {
             if now >= at && matches!(self.life, Life::Running { .. }) {
                 self.timeout_at = None;
@@ -480,6 +485,7 @@ impl Core {
             linger,
             hook,
             timeout,
+            self.waker.deadline(),
         ]
         .into_iter()
         .flatten()
