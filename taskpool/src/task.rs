@@ -173,7 +173,7 @@ impl Task {
         }
         let path = self.pool.record_path(self.id);
         let mut rec = Record::load(&path)?;
-        crate::meta::merge_patch(&mut rec.meta, patch);
+        crate::meta::apply_patch(&mut rec.meta, patch)?;
         rec.store(&path, true)?;
         Ok(Info::from_record(&rec))
     }

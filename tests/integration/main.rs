@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod util;
+mod wire_doc;
 
 mod cli_basics;
 mod cli_control;
