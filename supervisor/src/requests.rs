@@ -212,8 +212,10 @@ fn on_read(
     };
     if stream == Stream::Combined {
         let offset = offset.unwrap_or(cap.combined_consumed);
-        match cap.log.read(Stream::Combined, offset, count) {
-            Ok(bytes) => {
+        // Bytes the log cap dropped cannot be read: start at the first one kept.
+        let kept = [cap.stdout.start(), cap.stderr.start()];
+        match cap.log.read_kept(Stream::Combined, offset, count, &kept) {
+            Ok((offset, bytes)) => {
                 if !peek {
                     cap.combined_consumed = cap.combined_consumed.max(offset + bytes.len() as u64);
                 }
