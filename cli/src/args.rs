@@ -184,7 +184,8 @@ pub struct SpawnArgs {
     /// The working directory [default: the current one].
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
-    /// Standard input: `pipe` (writable with `taskpool send`), `null`, or a FILE to read.
+    /// Standard input: `pipe` (writable with `taskpool send`), `null`, or a FILE to read
+    /// [default: pipe].
     #[arg(long, value_name = "pipe|null|FILE", value_parser = options::parse_stdin)]
     pub stdin: Option<Stdin>,
     /// A lock file the task holds (flock) while it runs; spawning fails while another holds it.

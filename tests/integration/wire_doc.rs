@@ -135,3 +135,98 @@ fn a_missing_program_is_not_found_and_told_from_one_that_cannot_run() {
     // Nothing of the refused spawns was left in the pool.
     eq!(tp.ok(["ls", "--json"]).trim(), "[]");
 }
+
+#[test]
+fn clients_that_connect_as_the_task_ends_get_its_end_from_the_record() {
+    // A supervisor that is exiting may close a fresh connection after its hello without
+    // answering: `wait` and `info` then judge from the record, never fail.
+    let tp = TestPool::new();
+    for _ in 0..20 {
+        let id = tp.spawn(["--", "true"]).to_string();
+        let waits: Vec<_> = (0..4)
+            .map(|_| {
+                let mut c = tp.cmd();
+                c.args(["wait", &id])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        let info = tp.run(["info", &id, "--json"]);
+        eq!(code(&info), 0);
+        for w in waits {
+            let w = w.wait_with_output().unwrap();
+            assert!(w.status.success(), "wait {id}: {}", stderr(&w));
+        }
+    }
+}
+
+#[test]
+fn replies_after_the_end_are_as_documented() {
+    let tp = TestPool::new();
+    let id = tp.spawn(["--linger", "60s", "--", "true"]);
+    eq!(code(&tp.run(["wait", &id.to_string()])), 0);
+    let (mut r, mut w) = connect(&tp, id);
+    for (req, kind) in [
+        (r#"{"type":"signal","signal":"TERM"}"#, "state"),
+        (r#"{"type":"pause"}"#, "state"),
+        (r#"{"type":"resume"}"#, "state"),
+        (r#"{"type":"read"}"#, "invalid_input"),
+    ] {
+        let got = ask(&mut r, &mut w, req);
+        eq!(
+            (got["type"].clone(), got["kind"].clone()),
+            (json!("error"), json!(kind))
+        );
+    }
+    eq!(
+        ask(&mut r, &mut w, r#"{"type":"close_stdin"}"#)["type"],
+        json!("ok")
+    );
+    eq!(
+        ask(&mut r, &mut w, r#"{"type":"wake"}"#)["type"],
+        json!("ok")
+    );
+    eq!(
+        ask(&mut r, &mut w, r#"{"type":"wait"}"#)["type"],
+        json!("end")
+    );
+    // Integers past 64 bits become floats in meta.
+    let got = ask(
+        &mut r,
+        &mut w,
+        r#"{"type":"meta","patch":{"big":123456789012345678901234567890}}"#,
+    );
+    eq!(got["info"]["meta"]["big"], json!(1.2345678901234568e29));
+    // A write frame over MAX_FRAME is refused and closes the connection.
+    let got = ask(&mut r, &mut w, r#"{"type":"write","len":1048577}"#);
+    eq!(got["kind"], json!("invalid_input"));
+    let mut rest = String::new();
+    eq!(r.read_line(&mut rest).unwrap(), 0);
+}
+
+#[test]
+fn requests_on_a_follow_connection_are_dropped() {
+    let tp = TestPool::new();
+    let id = tp.spawn(["--", "cat"]);
+    let (mut r, mut w) = connect(&tp, id);
+    w.write_all(b"{\"type\":\"follow\"}\n{\"type\":\"info\"}\n")
+        .unwrap();
+    let ids = id.to_string();
+    tp.ok(["send", &ids, "--eof", "hi"]);
+    let mut types = Vec::new();
+    loop {
+        let v = reply(&mut r);
+        let t = v["type"].as_str().unwrap().to_owned();
+        if t == "data" {
+            let mut buf = vec![0; v["len"].as_u64().unwrap() as usize];
+            std::io::Read::read_exact(&mut r, &mut buf).unwrap();
+        }
+        types.push(t.clone());
+        if t == "end" {
+            break;
+        }
+    }
+    assert!(!types.contains(&"info".to_owned()), "{types:?}");
+    eq!(types.last().map(String::as_str), Some("end"));
+}
