@@ -3,7 +3,7 @@
 //!
 //! Five fields (minute, hour, day of month, month, day of week) or six with a leading seconds
 //! field. Each field is a comma-separated list of items; an item is `*`, a value, or a range
-//! `A-B`, optionally with a step (`*/15`, `1-30/2`; `5/15` means `5-59/15`). Months and days of
+//! `A-B`, optionally with a step (`*/15`, `1-30/2`). Months and days of
 //! the week may be named (`jan`, `mon`), and a day of the week may be 0 to 7 (0 and 7 are
 //! Sunday). When both day fields are restricted a day matches if either matches; when either day
 //! field starts with `*`, both must match. `@yearly` (`@annually`), `@monthly`, `@weekly`,
@@ -147,9 +147,14 @@ impl Field {
                     ));
                 }
                 (a, b)
+            } else if item.contains('/') {
+                return Err(format!(
+                    "step {item:?} in the {} field needs '*' or a range before it (*/N, A-B/N)",
+                    self.name
+                ));
             } else {
                 let a = self.value(base)?;
-                (a, if step > 1 { self.max } else { a })
+                (a, a)
             };
             for v in (from..=to).step_by(step as usize) {
                 bits |= 1 << v;
@@ -426,7 +431,7 @@ mod tests {
 
     #[test]
     fn fields_mean_what_they_say() {
-        let c = Cron::parse("5/20 1-3,7 */10 jan-MAR,dec sun,7").unwrap();
+        let c = Cron::parse("5-59/20 1-3,7 */10 jan-MAR,dec sun,7").unwrap();
         assert_eq!(c.minutes, 1 << 5 | 1 << 25 | 1 << 45);
         assert_eq!(c.hours, 0b1000_1110);
         assert_eq!(c.days, (0..4).map(|k| 1u64 << (1 + 10 * k)).sum::<u64>());
