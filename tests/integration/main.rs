@@ -21,3 +21,4 @@ mod queue_more;
 mod security;
 mod spawn_path;
 mod symlinks;
+mod times;
