@@ -22,3 +22,4 @@ mod queue_more;
 mod security;
 mod spawn_path;
 mod symlinks;
+mod times;
