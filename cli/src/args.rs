@@ -1,14 +1,14 @@
 //! The command line, described with clap's derive API and nothing else: each struct only says
 //! which arguments exist, what they are called and what their help text is. Values that have a
 //! syntax of their own (sizes, durations, signals, `K=V` pairs, JSON) are checked by the value
-//! parsers in [`crate::options`], so a malformed one is a usage error (exit status 2) reported by
-//! clap; the conversion into the library's options happens there too.
+//! parsers in [`crate::parse`], so a malformed one is a usage error (exit status 2) reported by
+//! clap; the conversion into the library's options is in [`crate::options`].
 //!
 //! Groups that several subcommands share are `#[command(flatten)]`ed structs: [`SpawnArgs`] (used
 //! by `spawn` and `run`, and the place to add new spawn options) and [`TaskArg`] (an id, or
 //! `--pid` for the supervisor's pid).
 
-use crate::options;
+use crate::parse;
 use clap::{Args, Parser, Subcommand};
 use nix::sys::signal::Signal;
 use serde_json::{Map, Value};
@@ -170,13 +170,13 @@ pub struct SpawnArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Set a meta key; VALUE is JSON when it parses, else a string. Repeatable.
-    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = options::parse_meta_assignment)]
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse::parse_meta_assignment)]
     pub meta: Vec<(String, Value)>,
     /// Initial meta as a JSON object, merged with --meta (which wins).
-    #[arg(long = "meta-json", value_name = "JSON", value_parser = options::parse_json_object)]
+    #[arg(long = "meta-json", value_name = "JSON", value_parser = parse::parse_json_object)]
     pub meta_json: Option<Map<String, Value>>,
     /// Add an environment variable (NAME=VALUE; the value may be any bytes). Repeatable.
-    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = options::EnvParser)]
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse::EnvParser)]
     pub env: Vec<(OsString, OsString)>,
     /// Start from an empty environment instead of ours (only --env and TASKPOOL_* are set).
     #[arg(long)]
@@ -186,29 +186,29 @@ pub struct SpawnArgs {
     pub cwd: Option<PathBuf>,
     /// Standard input: `pipe` (writable with `taskpool send`), `null`, or a FILE to read
     /// [default: pipe].
-    #[arg(long, value_name = "pipe|null|FILE", value_parser = options::parse_stdin)]
+    #[arg(long, value_name = "pipe|null|FILE", value_parser = parse::parse_stdin)]
     pub stdin: Option<Stdin>,
     /// A lock file the task holds (flock) while it runs; spawning fails while another holds it.
     #[arg(long, value_name = "FILE")]
     pub lockfile: Option<PathBuf>,
     /// Bytes of each stream kept in the supervisor's memory [default: 1M]. See SIZE below.
-    #[arg(long, value_name = "SIZE", value_parser = options::parse_buffer_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse::parse_buffer_size)]
     pub buffer: Option<u64>,
     /// Cap each stream's on-disk log; the oldest bytes go beyond it [default: unlimited].
-    #[arg(long, value_name = "SIZE", value_parser = options::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse::parse_size)]
     pub log_max: Option<u64>,
     /// Send stderr into stdout at the source, for exact ordering.
     #[arg(long)]
     pub merge_stderr: bool,
     /// Keep the supervisor serving this long after the task ended.
-    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
     pub linger: Option<Duration>,
     /// Grace between SIGINT, SIGTERM and SIGKILL when terminating [default: 2s].
-    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
     pub grace: Option<Duration>,
     /// daemon: survives us and our terminal; background: ended when our process group leader
     /// exits; foreground: the supervisor stays our child (spawn then waits for the end).
-    #[arg(long, value_name = "BEHAVIOR", value_parser = options::behavior_parser())]
+    #[arg(long, value_name = "BEHAVIOR", value_parser = parse::behavior_parser())]
     pub behavior: Option<Behavior>,
     #[command(flatten)]
     pub batch: BatchArgs,
@@ -222,7 +222,7 @@ pub struct SpawnArgs {
 pub struct BatchArgs {
     /// Count the task against group NAME's limit (`taskpool group set`): it waits (state
     /// queued) until a slot is free.
-    #[arg(long, value_name = "NAME", value_parser = options::parse_group)]
+    #[arg(long, value_name = "NAME", value_parser = parse::parse_group)]
     pub group: Option<String>,
     /// Queue priority within the group: higher starts first [default: 0].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
@@ -241,17 +241,17 @@ pub struct BatchArgs {
     #[arg(long, value_name = "ID", num_args = 1.., value_delimiter = ',')]
     pub after_failure: Vec<u64>,
     /// Start no earlier than DURATION from now.
-    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration,
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration,
           conflicts_with = "at")]
     pub delay: Option<Duration>,
     /// Start no earlier than TIME (forms below); a time in the past is refused.
-    #[arg(long, value_name = "TIME", value_parser = options::parse_at)]
+    #[arg(long, value_name = "TIME", value_parser = parse::parse_at)]
     pub at: Option<Timestamp>,
     /// Run at every time the cron expression matches, in local time (syntax below).
-    #[arg(long, value_name = "EXPR", value_parser = options::parse_cron, conflicts_with = "every")]
+    #[arg(long, value_name = "EXPR", value_parser = parse::parse_cron, conflicts_with = "every")]
     pub cron: Option<String>,
     /// Run every DURATION; the first run one interval after spawn (unless --now).
-    #[arg(long, value_name = "DURATION", value_parser = options::parse_positive_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_positive_duration)]
     pub every: Option<Duration>,
     /// With --every: also run once at once.
     #[arg(long, requires = "every")]
@@ -260,24 +260,24 @@ pub struct BatchArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_runs: Option<u32>,
     /// Stop a recurring task after a run that exits with one of these codes (comma list).
-    #[arg(long, value_name = "CODES", value_parser = options::parse_exit_code,
+    #[arg(long, value_name = "CODES", value_parser = parse::parse_exit_code,
           value_delimiter = ',')]
     pub stop_on: Vec<i32>,
     /// Start a run again when it ended: never, on-failure (failure, killed, timeout) or always.
-    #[arg(long, value_name = "POLICY", value_parser = options::restart_parser())]
+    #[arg(long, value_name = "POLICY", value_parser = parse::restart_parser())]
     pub restart: Option<RestartPolicy>,
     /// The most restarts after one start [default: no limit].
     #[arg(long, value_name = "N")]
     pub max_restarts: Option<u32>,
     /// The delay before each restart, doubling from INITIAL up to MAX [default: 1s..5m].
-    #[arg(long, value_name = "INITIAL..MAX", value_parser = options::parse_backoff)]
+    #[arg(long, value_name = "INITIAL..MAX", value_parser = parse::parse_backoff)]
     pub backoff: Option<Backoff>,
     /// Terminate a run (its process group: INT, TERM, KILL) that lasts longer than this;
     /// status timeout.
-    #[arg(long, value_name = "DURATION", value_parser = options::parse_positive_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_positive_duration)]
     pub timeout: Option<Duration>,
     /// Exit codes that mean success with warnings: status warning (comma list).
-    #[arg(long, value_name = "CODES", value_parser = options::parse_exit_code,
+    #[arg(long, value_name = "CODES", value_parser = parse::parse_exit_code,
           value_delimiter = ',')]
     pub warn_codes: Vec<i32>,
     /// Run CMD (/bin/sh -c) after an end with status success or warning; the report is in its
@@ -291,7 +291,7 @@ pub struct BatchArgs {
     #[arg(long, value_name = "CMD")]
     pub on_exit: Option<String>,
     /// How long a hook may run before it is killed [default: 60s].
-    #[arg(long, value_name = "DURATION", value_parser = options::parse_positive_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_positive_duration)]
     pub hook_timeout: Option<Duration>,
 }
 
@@ -354,17 +354,17 @@ pub struct RunCmd {
 #[derive(Debug, Args)]
 pub struct LsCmd {
     /// Only tasks whose meta has KEY equal to VALUE (JSON when it parses). Repeatable.
-    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = options::parse_meta_assignment)]
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse::parse_meta_assignment)]
     pub meta: Vec<(String, Value)>,
     /// Only tasks whose info matches this JSON pattern (a deep subset, e.g.
     /// '{"meta":{"owner":"ci"},"exit_code":0}').
-    #[arg(long = "where", value_name = "JSON", value_parser = options::parse_json_object)]
+    #[arg(long = "where", value_name = "JSON", value_parser = parse::parse_json_object)]
     pub where_: Option<Map<String, Value>>,
     /// Only tasks in this state.
-    #[arg(long, value_name = "STATE", value_parser = options::state_parser())]
+    #[arg(long, value_name = "STATE", value_parser = parse::state_parser())]
     pub state: Option<State>,
     /// Only tasks that ended with this status.
-    #[arg(long, value_name = "STATUS", value_parser = options::status_parser())]
+    #[arg(long, value_name = "STATUS", value_parser = parse::status_parser())]
     pub status: Option<Status>,
     /// Only live tasks (running or paused).
     #[arg(long)]
@@ -421,7 +421,7 @@ pub struct KillCmd {
     pub task: TaskArg,
     /// The signal, by name (TERM, SIGTERM, any case) or number.
     #[arg(short = 's', long = "signal", value_name = "SIGNAL", default_value = "TERM",
-          value_parser = options::parse_signal)]
+          value_parser = parse::parse_signal)]
     pub signal: Signal,
 }
 
@@ -462,7 +462,7 @@ pub struct WaitCmd {
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<i32>,
     /// Give up after this long (exit status 124).
-    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
     pub timeout: Option<Duration>,
 }
 
@@ -471,7 +471,7 @@ pub struct TerminateCmd {
     #[command(flatten)]
     pub task: TaskArg,
     /// Grace between the signals [default: the task's --grace].
-    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
     pub grace: Option<Duration>,
 }
 
@@ -491,7 +491,7 @@ pub struct RmCmd {
 #[derive(Debug, Args)]
 pub struct CleanCmd {
     /// Only tasks that ended at least this long ago.
-    #[arg(long, value_name = "DURATION", value_parser = options::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
     pub older_than: Option<Duration>,
 }
 
@@ -521,7 +521,7 @@ pub enum GroupAction {
 #[derive(Debug, Args)]
 pub struct GroupSetCmd {
     /// The group's name (letters, digits, '_', '-', '.').
-    #[arg(value_name = "NAME", value_parser = crate::cmd_group::parse_name)]
+    #[arg(value_name = "NAME", value_parser = parse::parse_name)]
     pub name: String,
     /// At most N of the group's tasks run at once (N >= 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),

@@ -10,13 +10,6 @@ use std::io::Write;
 use taskpool::group::GroupInfo;
 use taskpool::wire::escape_bytes;
 
-/// The value parser of a group name (a usage error when it cannot name a group).
-pub fn parse_name(s: &str) -> Result<String, String> {
-    taskpool::group::check_name(s)
-        .map(|()| s.to_owned())
-        .map_err(|e| e.message().to_owned())
-}
-
 pub fn group(global: &GlobalArgs, cmd: &GroupCmd) -> Result<i32> {
     match &cmd.action {
         GroupAction::Set(c) => set(global, c),
@@ -99,11 +92,5 @@ mod tests {
              db    2         2        3\n\
              io    -         0        0\n"
         );
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert_eq!(parse_name("nightly").unwrap(), "nightly");
-        assert!(parse_name("a/b").unwrap_err().contains("bad group name"));
     }
 }

@@ -3,7 +3,7 @@
 //! (`$TASKPOOL_TASK_ID`), so a task can report its own progress.
 
 use crate::args::{GlobalArgs, InfoCmd, MetaCmd, TaskArg};
-use crate::options::split_meta_items;
+use crate::parse::split_meta_items;
 use crate::{print, select, usage};
 use anyhow::Result;
 

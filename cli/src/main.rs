@@ -21,6 +21,7 @@ mod cmd_spawn;
 mod cmd_wait;
 mod cmd_watch;
 mod options;
+mod parse;
 mod print;
 mod select;
 mod table;

@@ -1,6 +1,7 @@
 //! The event loop: one `poll` over a fixed set of descriptors — the signalfd, the listener, the
 //! output pipes, the stdin pipe (only while bytes are queued), the background caller's pidfd, the
-//! wall-clock timer of a scheduled task, the pidfds of the predecessors it waits for, and the
+//! wall-clock timer of a scheduled task, the socket of a `wake` in flight to the group's queue
+//! ([`crate::waker`]), the pidfds of the predecessors it waits for, and the
 //! clients — with a single timeout, the earliest of the [`Core`]'s deadlines. With nothing due
 //! the timeout is infinite: an idle task costs no wake-ups. The pollfd vector, the read buffer and
 //! the clients' buffers are reused, so the steady state allocates nothing.
@@ -30,8 +31,9 @@ const STDERR: usize = 3;
 const STDIN: usize = 4;
 const LEADER: usize = 5;
 const TIMER: usize = 6;
+const WAKER: usize = 7;
 /// Then one slot per watched predecessor, then the clients.
-const WATCHED: usize = 7;
+const WATCHED: usize = 8;
 
 /// The running supervisor.
 pub struct Supervisor {
@@ -157,6 +159,10 @@ impl Supervisor {
             pfd(stdin, libc::POLLOUT),
             pfd(self.leader.as_ref().map(|p| p.as_raw_fd()), libc::POLLIN),
             pfd(self.core.timer_fd(), libc::POLLIN),
+            match self.core.waker.pollfd() {
+                Some((fd, events)) => pfd(Some(fd), events),
+                None => pfd(None, 0),
+            },
         ];
         self.pollfds.clear();
         self.pollfds.extend_from_slice(&fixed);
@@ -197,6 +203,9 @@ impl Supervisor {
         }
         if self.revents(TIMER) != 0 {
             self.core.timer_fired();
+        }
+        if self.revents(WAKER) != 0 {
+            self.core.waker.on_ready(&self.core.pool);
         }
         // Highest first: each one found gone is swap-removed.
         for i in (0..self.holders_at - WATCHED).rev() {

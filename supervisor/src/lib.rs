@@ -25,7 +25,7 @@
 //! SIGCHLD, SIGTERM, SIGINT, SIGHUP and SIGPIPE and open a signalfd for the first four.
 //!
 //! **First step** ([`state::Core::first_step`]). The task's plan is checked at its gate
-//! ([`state`]): predecessors, start time, group slot, lock file. When nothing stands in the way
+//! ([`state::gate`]): predecessors, start time, group slot, lock file. When nothing stands in the way
 //! the run starts at once ([`start::start_run`]: create `run-N/{stdout,stderr,chunks}`, make the
 //! pipes, start the command ([`child::spawn`]: a `CLONE_VFORK` child, as `posix_spawn` makes) in
 //! its own process group with `PR_SET_PDEATHSIG`) and the
@@ -49,10 +49,12 @@
 //! bytes (a full disk) or a filesystem that cannot splice falls back to copying, into a [`ring`]
 //! allocated then. Requests ([`requests`]) are answered from one flat `match`; follow
 //! subscriptions are fed from the run's files (with `sendfile(2)`), not from memory, so a
-//! follower costs O(1) memory however far behind it is. Every state change goes through [`state::Core`], which keeps the
-//! record in step (replaced atomically; fsync'd only for the final record).
+//! follower costs O(1) memory however far behind it is. Every state change goes through [`state::Core`] (the state in
+//! [`state`], each phase's transitions in its own file: [`state::gate`], [`state::run`],
+//! [`state::hooks`], [`state::finish`], [`state::timer`]), and every phase change through one
+//! method, which keeps the record in step (replaced atomically; fsync'd only for the final record).
 //!
-//! **End of a run.** A run has ended when the main process has been reaped and both pipes are
+//! **End of a run** ([`state::run`]). A run has ended when the main process has been reaped and both pipes are
 //! at end of file, or [`state::DRAIN_AFTER_EXIT`] after the main process was reaped, whichever
 //! comes first (a grandchild holding stdout must not keep `wait` hanging). The supervisor then
 //! reads what is left in the pipes, closes them, records the exit code or signal, status (with
@@ -62,7 +64,7 @@
 //! task's process group gets SIGTERM, and SIGKILL after the grace, and so do the supervisor's own
 //! remaining children other than its hooks and lock waiter: as a subreaper it inherits what the
 //! task orphaned, including a daemon that left the group ([`child::orphans`]). Then a restart
-//! is planned (after its backoff), or the hooks run ([`hooks`], one at a time, each its own
+//! is planned (after its backoff), or the hooks run ([`state::hooks`], [`hooks`], one at a time, each its own
 //! process group with a timeout) and a recurring task's next firing is planned; otherwise the task
 //! has ended for good: the final record is stored durably, waiters get `end`, and the supervisor
 //! removes its socket and exits, unless asked to linger. `terminate` (or SIGTERM, SIGINT or SIGHUP
@@ -121,6 +123,7 @@ pub mod ring;
 pub mod start;
 pub mod state;
 pub mod stdin;
+pub mod waker;
 
 use taskpool::protocol::LaunchReply;
 use taskpool::record::Behavior;

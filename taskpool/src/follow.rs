@@ -1,4 +1,4 @@
-//! [`Follow`]: the iterator behind [`Task::follow`](crate::Task::follow). It reads a live
+//! [`Follow`]: the iterator behind [`Task::follow`](crate::Task::follow)(crate::Task::follow). It reads a live
 //! supervisor's subscription (`data`, `state`, `end`), and when the supervisor goes away, or the
 //! task has already ended, it carries on from the run's files, from the last byte delivered.
 
@@ -10,7 +10,7 @@ use crate::pool::Pool;
 use crate::protocol::{Response, Stream};
 use crate::record::State;
 
-/// One event of [`Task::follow`].
+/// One event of [`Task::follow`](crate::Task::follow).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// Output bytes.
@@ -44,7 +44,7 @@ enum Source {
 }
 
 /// An iterator of output chunks and state events, ending with [`Event::End`] once the task has
-/// ended and its output is drained. Created by [`Task::follow`].
+/// ended and its output is drained. Created by [`Task::follow`](crate::Task::follow).
 pub struct Follow {
     pool: Pool,
     id: u64,

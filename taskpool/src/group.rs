@@ -455,9 +455,19 @@ pub fn take_or_watch(
 /// woken, if any. Errors are ignored: a kick is a hint, never a failure of the caller.
 ///
 /// Only the head is woken (it takes a slot and kicks in turn), so a kick costs one connection.
-/// Never call it from a supervisor whose own task is in the queue: it would wait on itself.
+/// This blocks for up to [`WAKE_TIMEOUT`] per task passed over; an event loop takes
+/// [`wake_candidates`] and sends the wakes itself, as the supervisor does. Never call it from a
+/// supervisor whose own task is in the queue: it would wait on itself.
 pub fn kick(pool: &Pool, group: &str) -> Option<u64> {
-    let entries = (|| -> Result<Vec<u64>> {
+    wake_candidates(pool, group)
+        .into_iter()
+        .find(|&id| wake(pool, id).is_ok())
+}
+
+/// Whom a [`kick`] of `group` tries to wake, in order: the live queued tasks, when fewer slots
+/// are held than the limit; none otherwise (or when the group cannot be read).
+pub fn wake_candidates(pool: &Pool, group: &str) -> Vec<u64> {
+    (|| -> Result<Vec<u64>> {
         let g = GroupDir::path(pool, group)?;
         if !g.dir.is_dir() {
             return Ok(Vec::new());
@@ -473,8 +483,7 @@ pub fn kick(pool: &Pool, group: &str) -> Option<u64> {
             .map(|(_, id)| id)
             .collect())
     })()
-    .unwrap_or_default();
-    entries.into_iter().find(|&id| wake(pool, id).is_ok())
+    .unwrap_or_default()
 }
 
 /// Send `wake` to task `id`'s supervisor and wait for its `ok`.

@@ -60,6 +60,7 @@ pub mod report;
 pub mod schedule;
 pub mod signal;
 pub mod spawn;
+pub mod status;
 pub mod task;
 pub mod wire;
 

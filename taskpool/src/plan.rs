@@ -4,7 +4,7 @@
 //! [`Spec`](crate::record::Spec), fixed at spawn, and carried out by the task's supervisor. An
 //! empty plan (the default) is a task that runs at once, once.
 
-use crate::record::Timestamp;
+use crate::status::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The default `--hook-timeout`: 60 s.

@@ -1,7 +1,7 @@
 //! The completion [`Report`]: what a task's supervisor writes into the record at every end, what
 //! `taskpool report` prints, and what hooks receive (as JSON on stdin, and in the environment).
 
-use crate::record::{Status, Timestamp};
+use crate::status::{Status, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The most lines of stderr kept in a report.

@@ -11,6 +11,7 @@ mod faults;
 mod faults_disk;
 mod faults_files;
 mod formats;
+mod gate;
 mod groups;
 mod hostile;
 mod jobs;
