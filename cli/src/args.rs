@@ -161,6 +161,10 @@ pub enum Cmd {
     Watch(WatchCmd),
     /// Print a shell completion script.
     Completions(CompletionsCmd),
+    /// Write a man page for every command (taskpool.1, taskpool-spawn.1, ...) into DIR.
+    ///
+    /// For example: taskpool manpages ~/.local/share/man/man1
+    Manpages(ManpagesCmd),
 }
 
 /// Everything that describes a new task (shared by `spawn` and `run`).
@@ -184,7 +188,8 @@ pub struct SpawnArgs {
     /// The working directory [default: the current one].
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
-    /// Standard input: `pipe` (writable with `taskpool send`), `null`, or a FILE to read.
+    /// Standard input: `pipe` (writable with `taskpool send`), `null`, or a FILE to read
+    /// [default: pipe].
     #[arg(long, value_name = "pipe|null|FILE", value_parser = parse::parse_stdin)]
     pub stdin: Option<Stdin>,
     /// A lock file the task holds (flock) while it runs; spawning fails while another holds it.
@@ -536,6 +541,14 @@ pub struct CompletionsCmd {
     /// The shell.
     #[arg(value_name = "SHELL")]
     pub shell: clap_complete::Shell,
+}
+
+/// `taskpool manpages`.
+#[derive(Debug, Args)]
+pub struct ManpagesCmd {
+    /// The directory to write the pages into (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[cfg(test)]

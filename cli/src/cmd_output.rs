@@ -12,7 +12,6 @@ use serde::Serialize;
 use std::io::Write;
 use taskpool::output::OutputLog;
 use taskpool::protocol::MAX_FRAME;
-use taskpool::record::{StreamStats, Streams};
 use taskpool::task::ReadOptions;
 use taskpool::{Error, ErrorKind, Event, Info, State, Stream, Task};
 
@@ -59,7 +58,14 @@ pub fn output(global: &GlobalArgs, cmd: &OutputCmd) -> Result<i32> {
     };
     let log = OutputLog::open(&pool.run_dir(task.id(), run))?;
     let end = log.len(stream);
-    let first = stats(&run_rec.streams, stream).start;
+    // Bytes the log cap dropped are not output: the record and the files say where the kept
+    // part of each stream starts.
+    let files = log.kept();
+    let kept = [
+        files[0].max(run_rec.streams.stdout.start),
+        files[1].max(run_rec.streams.stderr.start),
+    ];
+    let first = log.kept_start(stream, &kept)?;
     let from = match (cmd.tail, cmd.from) {
         (Some(n), _) => tail_start(|o, c| Ok(log.read(stream, o, c)?), first, end, n)?,
         (None, Some(f)) => f,
@@ -77,7 +83,9 @@ pub fn output(global: &GlobalArgs, cmd: &OutputCmd) -> Result<i32> {
     }
     let mut data = Vec::new();
     let mut out = std::io::stdout().lock();
-    read_range(&log, stream, from, end, |piece| {
+    let mut offset = None;
+    read_range(&log, stream, &kept, from, end, |at, piece| {
+        offset.get_or_insert(at);
         if view.json {
             data.extend_from_slice(piece);
             Ok(())
@@ -91,7 +99,8 @@ pub fn output(global: &GlobalArgs, cmd: &OutputCmd) -> Result<i32> {
             id: view.id,
             run,
             stream,
-            offset: from,
+            offset: offset.unwrap_or(from),
+            start: first,
             data: Data::new(data),
         })?;
     }
@@ -104,7 +113,10 @@ struct Piece {
     id: u64,
     run: u32,
     stream: Stream,
+    /// Where `data` starts (in the combined view for `combined`).
     offset: u64,
+    /// Where the kept part starts: the log cap dropped what came before.
+    start: u64,
     data: Data,
 }
 
@@ -135,42 +147,25 @@ struct View {
     stream: Stream,
 }
 
-fn stats(streams: &Streams, stream: Stream) -> StreamStats {
-    match stream {
-        Stream::Stdout => streams.stdout,
-        Stream::Stderr => streams.stderr,
-        Stream::Combined => streams.combined,
-    }
-}
-
-/// Read `[from, end)` of a stream (or of the combined view) from the files, handing each piece
-/// to `emit` as it is read.
+/// Read the kept bytes of `[from, end)` of a stream (or of the combined view) from the files,
+/// handing each piece, with the offset of its first byte, to `emit` as it is read. What the log
+/// cap dropped (below `kept`) is skipped.
 fn read_range(
     log: &OutputLog,
     stream: Stream,
+    kept: &taskpool::output::Kept,
     from: u64,
     end: u64,
-    mut emit: impl FnMut(&[u8]) -> std::io::Result<()>,
+    mut emit: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
 ) -> Result<()> {
-    if stream == Stream::Combined {
-        let mut cur = log.seek(from)?;
-        while cur.combined < end {
-            let max = PIECE.min((end - cur.combined) as usize);
-            match log.next_piece(&mut cur, max)? {
-                Some(p) => emit(&p.data)?,
-                None => break,
-            }
+    let mut at = from;
+    while at < end {
+        let (first, piece) = log.read_kept(stream, at, PIECE.min((end - at) as usize), kept)?;
+        if piece.is_empty() {
+            break;
         }
-    } else {
-        let mut at = from;
-        while at < end {
-            let piece = log.read(stream, at, PIECE.min((end - at) as usize))?;
-            if piece.is_empty() {
-                break;
-            }
-            at += piece.len() as u64;
-            emit(&piece)?;
-        }
+        at = first + piece.len() as u64;
+        emit(first, &piece)?;
     }
     Ok(())
 }
@@ -262,11 +257,15 @@ fn consume(global: &GlobalArgs, task: &Task, stream: Stream) -> Result<i32> {
         }
     }
     if global.json {
+        let info = task.info()?;
+        let log = OutputLog::open(&task.pool().run_dir(task.id(), run))?;
+        let kept = [info.streams.stdout.start, info.streams.stderr.start];
         print::json_line(&Piece {
             id: task.id(),
             run,
             stream,
             offset: first.unwrap_or(0),
+            start: log.kept_start(stream, &kept)?,
             data: Data::new(all),
         })?;
     }

@@ -132,6 +132,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Watch(c) => cmd_watch::watch(g, c),
         Cmd::Rm(c) => cmd_remove::rm(g, c),
         Cmd::Clean(c) => cmd_remove::clean(g, c),
+        Cmd::Manpages(m) => {
+            std::fs::create_dir_all(&m.dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &m.dir))
+                .map_err(|e| anyhow::anyhow!("writing man pages into {}: {e}", m.dir.display()))?;
+            Ok(0)
+        }
         Cmd::Completions(c) => {
             // Generated into memory first: clap_complete panics on a failed write.
             let mut script = Vec::new();

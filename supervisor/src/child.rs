@@ -363,6 +363,11 @@ fn spawn_error(spec: &Spec, program: &OsString, e: std::io::Error) -> Error {
             ErrorKind::ProgramNotFound,
             format!("program {name} not found"),
         ),
+        // execve(2) says EACCES for a directory; name it as such.
+        Some(libc::EACCES) | Some(libc::EISDIR) if spec.cwd.join(program).is_dir() => Error::new(
+            ErrorKind::CannotExecute,
+            format!("program {name} is a directory"),
+        ),
         Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => {
             Error::new(
                 ErrorKind::CannotExecute,

@@ -170,7 +170,9 @@ fn on_info(core: &mut Core, c: &mut Client) {
 }
 
 fn on_meta(core: &mut Core, c: &mut Client, patch: &serde_json::Map<String, serde_json::Value>) {
-    taskpool::meta::merge_patch(&mut core.record.meta, patch);
+    if let Err(e) = taskpool::meta::apply_patch(&mut core.record.meta, patch) {
+        return reply(c, Err(e.context(format_args!("task {}", core.record.id))));
+    }
     // The final record is stored durably at the end; an ended task's meta is final now.
     core.store(core.ended());
     on_info(core, c);
@@ -210,8 +212,10 @@ fn on_read(
     };
     if stream == Stream::Combined {
         let offset = offset.unwrap_or(cap.combined_consumed);
-        match cap.log.read(Stream::Combined, offset, count) {
-            Ok(bytes) => {
+        // Bytes the log cap dropped cannot be read: start at the first one kept.
+        let kept = [cap.stdout.start(), cap.stderr.start()];
+        match cap.log.read_kept(Stream::Combined, offset, count, &kept) {
+            Ok((offset, bytes)) => {
                 if !peek {
                     cap.combined_consumed = cap.combined_consumed.max(offset + bytes.len() as u64);
                 }

@@ -41,11 +41,13 @@
 #![deny(missing_docs)]
 
 mod client;
+pub mod cron;
 pub mod error;
 mod follow;
 pub mod group;
 pub mod info;
 pub mod job;
+pub mod localtime;
 pub mod lock;
 pub mod meta;
 pub mod output;

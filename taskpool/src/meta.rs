@@ -51,6 +51,37 @@ pub fn parse_object(text: &str) -> Result<Map<String, Value>> {
     }
 }
 
+/// The most bytes a task's meta may take as JSON text. A patch that would make it longer is
+/// refused, so that a task's record and info stay a bounded size.
+pub const MAX_META: usize = 64 * 1024;
+
+/// The error for a meta object of `len` bytes, over [`MAX_META`].
+fn too_big(len: usize) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("meta would take {len} bytes as JSON, over the limit of {MAX_META}"),
+    )
+}
+
+/// Check that `meta` is at most [`MAX_META`] bytes as JSON.
+pub fn check_size(meta: &Map<String, Value>) -> Result<()> {
+    let len = serde_json::to_vec(meta).map_or(usize::MAX, |v| v.len());
+    if len > MAX_META {
+        return Err(too_big(len));
+    }
+    Ok(())
+}
+
+/// Apply a JSON merge patch as [`merge_patch`] does, unless the result would be over
+/// [`MAX_META`]: then `target` is left as it was and the error says how large it would be.
+pub fn apply_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) -> Result<()> {
+    let mut merged = target.clone();
+    merge_patch(&mut merged, patch);
+    check_size(&merged)?;
+    *target = merged;
+    Ok(())
+}
+
 /// Apply a JSON merge patch (RFC 7396) to an object.
 pub fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
     for (k, v) in patch {
@@ -80,6 +111,22 @@ pub fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_patch_past_the_limit_is_refused_and_changes_nothing() {
+        let mut m = Map::new();
+        let big = "x".repeat(30 * 1024);
+        apply_patch(&mut m, json!({"a": big}).as_object().unwrap()).unwrap();
+        apply_patch(&mut m, json!({"b": big}).as_object().unwrap()).unwrap();
+        let before = m.clone();
+        let e = apply_patch(&mut m, json!({"c": big}).as_object().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.message().contains("over the limit of 65536"), "{e}");
+        assert_eq!(m, before);
+        // Shrinking while over is fine once the result fits.
+        apply_patch(&mut m, json!({"a": null, "c": big}).as_object().unwrap()).unwrap();
+        assert!(m.contains_key("c") && !m.contains_key("a"));
+    }
 
     #[test]
     fn values_parse_as_json_else_string() {

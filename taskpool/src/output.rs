@@ -305,6 +305,83 @@ impl OutputLog {
     }
 }
 
+/// Where each stream's kept bytes start: `[stdout, stderr]`. A log cap punches the oldest bytes
+/// of a stream out of its file; offsets below these are gone and are not output.
+pub type Kept = [u64; 2];
+
+fn kept_of(kept: &Kept, s: Stream) -> u64 {
+    kept[usize::from(s == Stream::Stderr)]
+}
+
+impl OutputLog {
+    /// Where each stream's kept bytes start, as the files tell it: the first byte that is data
+    /// rather than a hole the log cap punched (0 where the file system cannot tell). The record's
+    /// `streams.*.start` says the same as of its last store; take the larger of the two.
+    pub fn kept(&self) -> Kept {
+        [Stream::Stdout, Stream::Stderr].map(|s| self.data_start(s))
+    }
+
+    fn data_start(&self, stream: Stream) -> u64 {
+        use std::os::fd::AsFd;
+        let Some(f) = self.file(stream) else {
+            return 0;
+        };
+        match nix::unistd::lseek(f.as_fd(), 0, nix::unistd::Whence::SeekData) {
+            Ok(at) => at as u64,
+            // Nothing but a hole (or nothing at all): everything written was dropped.
+            Err(nix::errno::Errno::ENXIO) => self.len(stream),
+            Err(_) => 0,
+        }
+    }
+
+    /// Read up to `count` kept bytes of `stream` (or of the combined view) from `offset` on,
+    /// skipping what the log cap dropped (offsets below `kept`). Returns the offset of the first
+    /// byte returned (`offset`, or later when bytes there were dropped) and the bytes, which are
+    /// contiguous from it: a combined read stops where the next dropped bytes begin. Empty at the
+    /// end of what was written.
+    pub fn read_kept(
+        &self,
+        stream: Stream,
+        offset: u64,
+        count: usize,
+        kept: &Kept,
+    ) -> Result<(u64, Vec<u8>)> {
+        if stream != Stream::Combined {
+            let from = offset.max(kept_of(kept, stream));
+            return Ok((from, self.read_stream(stream, from, count)?));
+        }
+        let mut cur = self.seek(offset)?;
+        // Pass over dropped bytes without reading them.
+        while let Some((s, len)) = self.current_entry(&mut cur)? {
+            let (pos, k) = (*stream_pos(&mut cur, s), kept_of(kept, s));
+            if pos >= k {
+                break;
+            }
+            let n = u64::from(len - cur.within).min(k - pos) as usize;
+            pass(&mut cur, s, len, n);
+        }
+        let first = cur.combined;
+        let mut out = Vec::new();
+        while out.len() < count {
+            match self.current_entry(&mut cur)? {
+                Some((s, _)) if *stream_pos(&mut cur, s) >= kept_of(kept, s) => {}
+                _ => break,
+            }
+            match self.next_piece(&mut cur, count - out.len())? {
+                Some(p) => out.extend_from_slice(&p.data),
+                None => break,
+            }
+        }
+        Ok((first, out))
+    }
+
+    /// Where the kept part of `stream` (or of the combined view) starts: the offset of its first
+    /// byte the log cap did not drop (the end, when it dropped everything).
+    pub fn kept_start(&self, stream: Stream, kept: &Kept) -> Result<u64> {
+        Ok(self.read_kept(stream, 0, 0, kept)?.0)
+    }
+}
+
 /// Move `cur` over `n` bytes of the entry (of stream `s`, `len` bytes) it is in; where they are.
 fn pass(cur: &mut Cursor, s: Stream, len: u32, n: usize) -> PieceAt {
     let at = PieceAt {
@@ -346,6 +423,61 @@ mod tests {
             }
             idx.write_all(&chunk_entry(*s, d.len() as u32)).unwrap();
         }
+    }
+
+    #[test]
+    fn kept_reads_skip_what_the_cap_dropped() {
+        let dir = std::env::temp_dir().join(format!("taskpool-kept-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // out "aaaa", err "XX", out "bbbb", err "YY": stdout kept from 2, stderr from 2.
+        write_log(
+            &dir,
+            &[
+                (Stream::Stdout, b"aaaa"),
+                (Stream::Stderr, b"XX"),
+                (Stream::Stdout, b"bbbb"),
+                (Stream::Stderr, b"YY"),
+            ],
+        );
+        let log = OutputLog::open(&dir).unwrap();
+        let kept = [2, 2];
+        eq(
+            log.read_kept(Stream::Stdout, 0, 100, &kept).unwrap(),
+            (2, b"aabbbb"),
+        );
+        eq(
+            log.read_kept(Stream::Stderr, 3, 100, &kept).unwrap(),
+            (3, b"Y"),
+        );
+        // Combined: "aa" at 2..4 kept, "XX" (4..6) dropped, "bbbbYY" (6..12) kept.
+        eq(
+            log.read_kept(Stream::Combined, 0, 100, &kept).unwrap(),
+            (2, b"aa"),
+        );
+        eq(
+            log.read_kept(Stream::Combined, 4, 100, &kept).unwrap(),
+            (6, b"bbbbYY"),
+        );
+        eq(
+            log.read_kept(Stream::Combined, 7, 3, &kept).unwrap(),
+            (7, b"bbb"),
+        );
+        eq(
+            log.read_kept(Stream::Combined, 12, 3, &kept).unwrap(),
+            (12, b""),
+        );
+        assert_eq!(log.kept_start(Stream::Combined, &[4, 0]).unwrap(), 4);
+        assert_eq!(log.kept_start(Stream::Combined, &[9, 9]).unwrap(), 12);
+        // Nothing punched here: the files say every byte is kept.
+        assert_eq!(log.kept(), [0, 0]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn eq(got: (u64, Vec<u8>), want: (u64, &[u8])) {
+        assert_eq!(
+            (got.0, String::from_utf8_lossy(&got.1).into_owned()),
+            (want.0, String::from_utf8_lossy(want.1).into_owned())
+        );
     }
 
     #[test]

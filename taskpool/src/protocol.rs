@@ -15,8 +15,12 @@ use std::io::{BufRead, Read};
 
 /// The protocol version sent in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// The longest request or reply line accepted, newline included.
+/// The longest request line a supervisor accepts, newline included.
 pub const MAX_LINE: usize = 64 * 1024;
+/// The longest reply line a client accepts, newline included. Replies carry a task's whole info
+/// (its command line, environment, meta and run history), which may be longer than a request
+/// line; this bound only protects a client from a runaway peer.
+pub const MAX_REPLY_LINE: usize = 16 * 1024 * 1024;
 /// The most bytes one `write` request may carry, and one `data` reply holds.
 pub const MAX_FRAME: u64 = 1024 * 1024;
 
@@ -272,17 +276,34 @@ pub fn encode_line<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// Parse one request line (without or with its newline).
+/// The request types that take no field but `type`. serde does not refuse unknown fields of a
+/// unit variant in an internally tagged enum, so [`parse_request`] checks these itself.
+const FIELDLESS: [&str; 6] = ["info", "pause", "resume", "close_stdin", "wake", "wait"];
+
+/// Parse one request line (without or with its newline). Unknown types, unknown fields (also on
+/// requests that take none) and malformed JSON are [`ErrorKind::InvalidInput`].
 pub fn parse_request(line: &[u8]) -> Result<Request> {
-    serde_json::from_slice(line)
-        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("bad request: {e}")))
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::new(ErrorKind::InvalidInput, format!("bad request: {e}"))
+    };
+    let value: Value = serde_json::from_slice(line).map_err(|e| bad(&e))?;
+    if let Value::Object(m) = &value {
+        if let Some(Value::String(t)) = m.get("type") {
+            if FIELDLESS.contains(&t.as_str()) {
+                if let Some(k) = m.keys().find(|k| *k != "type") {
+                    return Err(bad(&format!("unknown field `{k}`: `{t}` takes no fields")));
+                }
+            }
+        }
+    }
+    Request::deserialize(value).map_err(|e| bad(&e))
 }
 
-/// Read one line of at most [`MAX_LINE`] bytes; `Ok(None)` at a clean end of stream.
+/// Read one line of at most [`MAX_REPLY_LINE`] bytes; `Ok(None)` at a clean end of stream.
 pub fn read_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> Result<Option<()>> {
     buf.clear();
     let n = r
-        .take(MAX_LINE as u64)
+        .take(MAX_REPLY_LINE as u64)
         .read_until(b'\n', buf)
         .map_err(|e| Error::io("reading from supervisor", e))?;
     if n == 0 {
@@ -364,6 +385,15 @@ mod tests {
             }
         );
         assert!(parse_request(br#"{"type":"bogus"}"#).is_err());
+        for t in FIELDLESS {
+            let line = format!(r#"{{"type":"{t}","x":1}}"#);
+            let e = parse_request(line.as_bytes()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{line}");
+            assert!(e.message().contains("unknown field `x`"), "{line}: {e}");
+            let plain = format!(r#"{{"type":"{t}"}}"#);
+            assert!(parse_request(plain.as_bytes()).is_ok(), "{plain}");
+        }
+        assert!(parse_request(br#"{"type":"read","stream":"stdout","x":1}"#).is_err());
         assert!(parse_request(b"not json").is_err());
     }
 

@@ -391,6 +391,7 @@ impl SpawnOptions {
             std::fs::File::open(p).map_err(|e| Error::path(p, e).context("stdin file"))?;
         }
         crate::schedule::check_plan(&self.plan)?;
+        crate::meta::check_size(&self.meta)?;
         if self.plan.wait_lock && self.lockfile.is_none() {
             return Err(invalid("--wait-lock needs a lock file (--lockfile)".into()));
         }
@@ -439,32 +440,31 @@ impl SpawnOptions {
     }
 }
 
-/// Check that `prog` can be executed: a path with a slash must name an executable file (relative
-/// to `cwd`); a bare name must be found on the task's `PATH`.
+/// Check that `prog` can be executed, as `execvp` would find it: a path with a slash must name
+/// an executable file (relative to `cwd`); a bare name must be found on the task's `PATH`.
+/// The error tells a missing program ([`ErrorKind::ProgramNotFound`], naming what was
+/// searched) from one that exists but cannot run ([`ErrorKind::CannotExecute`]: a directory, or
+/// a file without execute permission).
 fn resolve_program(
     prog: &std::ffi::OsStr,
     cwd: &std::path::Path,
     env: &[(OsString, OsString)],
     clear_env: bool,
 ) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &std::path::Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
+    let shown = std::path::Path::new(prog).display();
     if prog.as_encoded_bytes().contains(&b'/') {
         let p = cwd.join(prog);
-        if executable(&p) {
-            return Ok(());
-        }
-        let kind = if p.exists() {
-            ErrorKind::CannotExecute
-        } else {
-            ErrorKind::ProgramNotFound
+        return match probe_program(&p) {
+            Probe::Runs => Ok(()),
+            Probe::Missing => Err(Error::new(
+                ErrorKind::ProgramNotFound,
+                format!("program {} not found", p.display()),
+            )),
+            Probe::Refused(why) => Err(Error::new(
+                ErrorKind::CannotExecute,
+                format!("program {} {why}", p.display()),
+            )),
         };
-        return Err(Error::new(
-            kind,
-            format!("program {} is not an executable file", p.display()),
-        ));
     }
     let path = env
         .iter()
@@ -479,18 +479,55 @@ fn resolve_program(
             }
         })
         .unwrap_or_else(|| DEFAULT_PATH.into());
+    // As execvp: the first executable match wins; a match that cannot run is reported only
+    // when nothing later on PATH runs.
+    let mut refused = None;
     for dir in std::env::split_paths(&path) {
-        if executable(&cwd.join(dir).join(prog)) {
-            return Ok(());
+        let p = cwd.join(dir).join(prog);
+        match probe_program(&p) {
+            Probe::Runs => return Ok(()),
+            Probe::Missing => {}
+            Probe::Refused(why) => {
+                refused.get_or_insert((p, why));
+            }
         }
     }
-    Err(Error::new(
-        ErrorKind::ProgramNotFound,
-        format!(
-            "program {} not found on PATH",
-            std::path::Path::new(prog).display()
-        ),
-    ))
+    match refused {
+        Some((p, why)) => Err(Error::new(
+            ErrorKind::CannotExecute,
+            format!(
+                "program {shown} found on PATH as {} but it {why}",
+                p.display()
+            ),
+        )),
+        None => Err(Error::new(
+            ErrorKind::ProgramNotFound,
+            format!(
+                "program {shown} not found (searched PATH={})",
+                std::path::Path::new(&path).display()
+            ),
+        )),
+    }
+}
+
+/// What [`resolve_program`] found at one path.
+enum Probe {
+    Runs,
+    Missing,
+    Refused(&'static str),
+}
+
+fn probe_program(p: &std::path::Path) -> Probe {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(p) {
+        Err(_) => Probe::Missing,
+        Ok(m) if m.is_dir() => Probe::Refused("is a directory"),
+        Ok(m) if !m.is_file() => Probe::Refused("is not a regular file"),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+            Probe::Refused("is not executable (no execute permission)")
+        }
+        Ok(_) => Probe::Runs,
+    }
 }
 
 /// What a successful launch reported.

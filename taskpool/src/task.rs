@@ -62,6 +62,19 @@ pub struct Chunk {
     pub data: Vec<u8>,
 }
 
+/// Where each stream's kept bytes of `run` start: the later of what the record says and what
+/// the files say (a supervisor killed after its last store may have punched more).
+pub(crate) fn kept_of(log: &OutputLog, rec: &Record, run: u32) -> crate::output::Kept {
+    let files = log.kept();
+    let recorded = rec
+        .runs
+        .iter()
+        .find(|r| r.run == run)
+        .map(|r| [r.streams.stdout.start, r.streams.stderr.start])
+        .unwrap_or_default();
+    [files[0].max(recorded[0]), files[1].max(recorded[1])]
+}
+
 fn ended(id: u64, state: State) -> Error {
     Error::new(
         ErrorKind::State,
@@ -173,7 +186,7 @@ impl Task {
         }
         let path = self.pool.record_path(self.id);
         let mut rec = Record::load(&path)?;
-        crate::meta::merge_patch(&mut rec.meta, patch);
+        crate::meta::apply_patch(&mut rec.meta, patch)?;
         rec.store(&path, true)?;
         Ok(Info::from_record(&rec))
     }
@@ -253,19 +266,30 @@ impl Task {
             return Err(Error::new(ErrorKind::Protocol, "expected a data reply"));
         }
         let log = OutputLog::open(&self.pool.run_dir(self.id, run))?;
+        let kept = kept_of(&log, &rec, run);
         let offset = opts.offset.unwrap_or(0);
         let avail = log.len(opts.stream).saturating_sub(offset);
-        let data = log.read(opts.stream, offset, count.min(avail) as usize)?;
+        let (offset, data) =
+            log.read_kept(opts.stream, offset, count.min(avail) as usize, &kept)?;
         Ok(Chunk { offset, data })
     }
 
-    /// Everything captured of `stream` in the latest run, from the files.
+    /// Everything kept of `stream` in the latest run, from the files: the bytes the log cap
+    /// dropped are left out (a combined view may lose pieces of one stream between the other's).
     pub fn read_all(&self, stream: Stream) -> Result<Vec<u8>> {
-        self.read(&ReadOptions {
-            offset: Some(0),
-            ..ReadOptions::new(stream)
-        })
-        .map(|c| c.data)
+        let mut all = Vec::new();
+        let mut at = 0;
+        loop {
+            let c = self.read(&ReadOptions {
+                offset: Some(at),
+                ..ReadOptions::new(stream)
+            })?;
+            if c.data.is_empty() {
+                return Ok(all);
+            }
+            at = c.offset + c.data.len() as u64;
+            all.extend_from_slice(&c.data);
+        }
     }
 
     /// Follow the output (from combined offset `from`) and state changes until the task has

@@ -374,3 +374,44 @@ fn clean_removes_directories_abandoned_by_an_interrupted_spawn() {
         "a live task was touched"
     );
 }
+
+#[test]
+fn every_command_has_a_man_page_listing_its_options() {
+    let tp = TestPool::new();
+    let dir = tp.scratch().join("man1");
+    tp.ok(["manpages".as_ref(), dir.as_os_str()]);
+    let top = std::fs::read_to_string(dir.join("taskpool.1")).unwrap();
+    assert!(top.contains(".TH taskpool 1"), "{top}");
+    // The commands `taskpool --help` lists, each with its page and every long option it takes.
+    let help = tp.ok(["--help"]);
+    let commands: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() > 15, "{commands:?}");
+    for c in commands {
+        let page = std::fs::read_to_string(dir.join(format!("taskpool-{c}.1")))
+            .unwrap_or_else(|e| panic!("no man page for {c}: {e}"));
+        let sub_help = tp.ok([c, "--help"]);
+        for flag in sub_help
+            .split_whitespace()
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(|w| w.trim_end_matches([',', '.', ')', ']', '=']))
+            .map(|w| w.split(['=', '[', '<']).next().unwrap())
+        {
+            // roff escapes '-' as '\-'.
+            let escaped = flag.replace('-', "\\-");
+            assert!(
+                page.contains(&escaped) || page.contains(flag),
+                "the man page of {c} lacks {flag}"
+            );
+        }
+    }
+}

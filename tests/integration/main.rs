@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod util;
+mod wire_doc;
 
 mod cli_basics;
 mod cli_control;
@@ -22,3 +23,4 @@ mod queue_more;
 mod security;
 mod spawn_path;
 mod symlinks;
+mod times;

@@ -201,3 +201,81 @@ fn a_grandchild_holding_stdout_does_not_keep_wait_hanging() {
         "grandchild {gpid} outlived its task"
     );
 }
+
+/// The pattern the helper writes, from stream offset `start` on.
+fn is_pattern_from(bytes: &[u8], start: u64) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == b'a' + ((start + i as u64) % 26) as u8)
+}
+
+#[test]
+fn reads_of_a_capped_log_return_only_kept_bytes_not_zeros() {
+    let tp = TestPool::new();
+    let h = helper();
+    let script = format!("{} write 2097152 4096; echo done >&2; cat", h.display());
+    let id = tp
+        .spawn(["--log-max", "64K", "--buffer", "16K", "-c", &script])
+        .to_string();
+    // Live: `done` on stderr comes after every stdout byte was captured.
+    let mut follow = tp.cmd();
+    follow.args(["output", &id, "--stderr", "--follow"]);
+    let mut child = follow.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    eq!(line, "done\n");
+    let _ = child.kill();
+    let _ = child.wait();
+    let check = |live: bool| {
+        let info = tp.info(id.parse().unwrap());
+        let start = info["streams"]["stdout"]["start"].as_u64().unwrap();
+        assert!(start > 0, "nothing was dropped: {info}");
+        let kept = 2097152 - start;
+        let stdout = tp.run(["output", &id, "--stdout"]).stdout;
+        eq!(stdout.len() as u64, kept);
+        assert!(is_pattern_from(&stdout, start), "--stdout (live {live})");
+        let combined = tp.run(["output", &id]).stdout;
+        eq!(combined.len() as u64, kept + 5);
+        assert!(
+            !combined.contains(&0),
+            "combined output has NUL bytes (live {live})"
+        );
+        assert!(is_pattern_from(&combined[..kept as usize], start));
+        eq!(&combined[kept as usize..], b"done\n");
+        let j: serde_json::Value =
+            serde_json::from_slice(&tp.run(["output", &id, "--json"]).stdout).unwrap();
+        eq!(j["start"], json!(start));
+        eq!(j["offset"], json!(start));
+        let j: serde_json::Value =
+            serde_json::from_slice(&tp.run(["output", &id, "--json", "--stdout"]).stdout).unwrap();
+        eq!(j["start"], json!(start));
+        let task = tp.pool.task(id.parse().unwrap()).unwrap();
+        let all = task.read_all(taskpool::Stream::Combined).unwrap();
+        eq!(all.len() as u64, kept + 5);
+        assert!(!all.contains(&0), "read_all has NUL bytes (live {live})");
+        let c = task
+            .read(&taskpool::task::ReadOptions {
+                offset: Some(0),
+                ..taskpool::task::ReadOptions::new(taskpool::Stream::Stdout)
+            })
+            .unwrap();
+        eq!(c.offset, start);
+        eq!(c.data.len() as u64, kept);
+    };
+    check(true);
+    // The live supervisor's own combined read starts at the first kept byte too.
+    let consumed: serde_json::Value =
+        serde_json::from_slice(&tp.run(["output", &id, "--consume", "--json"]).stdout).unwrap();
+    let start = tp.info(id.parse().unwrap())["streams"]["stdout"]["start"]
+        .as_u64()
+        .unwrap();
+    eq!(consumed["offset"], json!(start));
+    tp.ok(["send", &id, "--eof"]);
+    tp.ok(["wait", &id]);
+    check(false);
+}
