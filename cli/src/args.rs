@@ -204,6 +204,16 @@ pub struct SpawnArgs {
     /// Send stderr into stdout at the source, for exact ordering.
     #[arg(long)]
     pub merge_stderr: bool,
+    /// A resource limit set before exec: nofile, nproc, as (or memory), cpu, fsize, core, stack;
+    /// HARD defaults to SOFT; values take SIZE / DURATION forms or `unlimited`. Repeatable.
+    #[arg(long = "limit", value_name = "NAME=SOFT[:HARD]", value_parser = parse::parse_limit)]
+    pub limits: Vec<(String, taskpool::limits::Limit)>,
+    /// Run the task at this nice value (-20 to 19; below the caller's needs CAP_SYS_NICE).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub nice: Option<i32>,
+    /// The task's OOM score adjustment (-1000 to 1000; below the caller's needs CAP_SYS_RESOURCE).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i32>,
     /// Keep the supervisor serving this long after the task ended.
     #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
     pub linger: Option<Duration>,

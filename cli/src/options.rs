@@ -59,6 +59,13 @@ impl SpawnArgs {
             o.log_max = self.log_max;
         }
         o.merge_stderr |= self.merge_stderr;
+        o.limits.extend(self.limits.iter().cloned());
+        if self.nice.is_some() {
+            o.nice = self.nice;
+        }
+        if self.oom_score_adj.is_some() {
+            o.oom_score_adj = self.oom_score_adj;
+        }
         if self.linger.is_some() {
             o.linger = self.linger;
         }

@@ -15,6 +15,10 @@ use taskpool::record::Timestamp;
 use taskpool::{Backoff, Behavior, RestartPolicy, State, Status, Stdin};
 
 /// A SIZE: bytes (`65536`) or binary multiples (`64K`, `1M`, `1MiB`, `2g`).
+pub fn parse_limit(s: &str) -> Result<(String, taskpool::limits::Limit), String> {
+    taskpool::limits::parse_limit(s).map_err(message)
+}
+
 pub fn parse_size(s: &str) -> Result<u64, String> {
     taskpool::job::parse_size(s).map_err(message)
 }

@@ -105,6 +105,36 @@ pub struct Exec<'a> {
     pub cwd: &'a Path,
     /// Its standard streams.
     pub stdio: ChildStdio<'a>,
+    /// Limits, priority and OOM score set in the child before `exec`.
+    pub setup: Setup,
+}
+
+/// What the child sets on itself before `exec` (a hook sets nothing).
+#[derive(Debug, Default)]
+pub struct Setup {
+    /// `setrlimit` calls, in order.
+    pub limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    /// `setpriority(PRIO_PROCESS, 0, n)`.
+    pub nice: Option<i32>,
+    /// Written to `/proc/self/oom_score_adj`.
+    pub oom_score_adj: Option<i32>,
+}
+
+impl Setup {
+    /// What `spec` asks of its task's process.
+    pub fn of(spec: &Spec) -> Setup {
+        Setup {
+            limits: spec
+                .limits
+                .iter()
+                .filter_map(|(name, l)| {
+                    taskpool::limits::resource(name).map(|r| (r, taskpool::limits::to_rlimit(l)))
+                })
+                .collect(),
+            nice: spec.nice,
+            oom_score_adj: spec.oom_score_adj,
+        }
+    }
 }
 
 /// The child's stack: what it runs before `exec` needs a few hundred bytes.
@@ -123,6 +153,10 @@ struct Shared {
     cwd: CString,
     fds: [libc::c_int; 3],
     parent: libc::pid_t,
+    limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    nice: Option<i32>,
+    /// The OOM score adjustment as the text to write, and its length.
+    oom: Option<([u8; 8], usize)>,
     errno: libc::c_int,
 }
 
@@ -196,6 +230,14 @@ pub fn spawn(exec: &Exec) -> std::io::Result<Pid> {
         cwd: cstring(exec.cwd.as_os_str().as_bytes())?,
         fds,
         parent: nix::unistd::getpid().as_raw(),
+        limits: exec.setup.limits.clone(),
+        nice: exec.setup.nice,
+        oom: exec.setup.oom_score_adj.map(|n| {
+            let text = n.to_string();
+            let mut b = [0u8; 8];
+            b[..text.len()].copy_from_slice(text.as_bytes());
+            (b, text.len())
+        }),
         errno: 0,
     };
     // SAFETY: a fresh private anonymous mapping, unmapped below once the child has left it
@@ -287,6 +329,26 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if libc::chdir(s.cwd.as_ptr()) != 0 {
             fail(s);
         }
+        for (res, lim) in &s.limits {
+            if libc::setrlimit(*res, lim) != 0 {
+                fail(s);
+            }
+        }
+        if let Some(n) = s.nice {
+            if libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0 {
+                fail(s);
+            }
+        }
+        if let Some((text, len)) = &s.oom {
+            let fd = libc::open(
+                c"/proc/self/oom_score_adj".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if fd < 0 || libc::write(fd, text.as_ptr().cast(), *len) != *len as isize {
+                fail(s);
+            }
+            libc::close(fd);
+        }
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
@@ -327,6 +389,15 @@ pub fn start(spec: &Spec, id: u64, pool_dir: &Path, stdio: ChildStdio) -> Result
     if !spec.cwd.is_dir() {
         return Err(missing_cwd(spec));
     }
+    if let (Some(n), taskpool::record::Behavior::Daemon) = (spec.nice, spec.behavior) {
+        // A daemon has a session, so an autogroup, of its own: the scheduler weighs sessions
+        // against each other by their autogroup's nice, so that is where --nice counts.
+        if let Err(e) = std::fs::write("/proc/self/autogroup", n.to_string()) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                crate::note(&format!("cannot set the session's autogroup nice to {n}: {e}"));
+            }
+        }
+    }
     let supervisor = nix::unistd::getpid();
     let mut env = spec.env.clone();
     env.push((taskpool::ENV_POOL.into(), pool_dir.into()));
@@ -341,6 +412,7 @@ pub fn start(spec: &Spec, id: u64, pool_dir: &Path, stdio: ChildStdio) -> Result
         env,
         cwd: &spec.cwd,
         stdio,
+        setup: Setup::of(spec),
     };
     spawn(&exec).map_err(|e| spawn_error(spec, program, e))
 }

@@ -14,7 +14,6 @@ use crate::state::{Core, Exit};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
@@ -262,14 +261,36 @@ impl Supervisor {
     fn reap(&mut self) {
         let now = Instant::now();
         loop {
-            let (pid, exit) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, Exit::Code(code)),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, Exit::Signal(sig)),
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                Ok(_) | Err(Errno::EINTR) => continue,
-                Err(_) => break,
+            // wait4 rather than waitpid: the main process's CPU time tells a kill at the `cpu`
+            // hard limit from any other SIGKILL.
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is a valid value; wait4 writes status and rusage.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: both pointers are to live locals.
+            let raw = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut usage) };
+            if raw == 0 {
+                break;
+            }
+            if raw < 0 {
+                match Errno::last() {
+                    Errno::EINTR => continue,
+                    _ => break, // ECHILD: none left
+                }
+            }
+            let pid = Pid::from_raw(raw);
+            let exit = if libc::WIFEXITED(status) {
+                Exit::Code(libc::WEXITSTATUS(status))
+            } else if libc::WIFSIGNALED(status) {
+                match nix::sys::signal::Signal::try_from(libc::WTERMSIG(status)) {
+                    Ok(sig) => Exit::Signal(sig),
+                    Err(_) => continue,
+                }
+            } else {
+                continue;
             };
             if Some(pid) == self.core.main_pid() {
+                let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+                self.core.main_cpu = Some(secs(usage.ru_utime) + secs(usage.ru_stime));
                 self.core.main_exited(exit, now);
             } else if Some(pid) == self.core.lock_waiter_pid() {
                 self.core.lock_waiter_done(exit == Exit::Code(0));

@@ -149,6 +149,7 @@ pub fn start(
             stdout: out.as_fd(),
             stderr: err.as_fd(),
         },
+        setup: Default::default(),
     };
     let started = Instant::now();
     let pid = crate::child::spawn(&exec)

@@ -186,6 +186,9 @@ pub(crate) mod tests {
                 behavior: Default::default(),
                 grace_ms: 100,
                 plan: Default::default(),
+                limits: Default::default(),
+                nice: None,
+                oom_score_adj: None,
             },
             meta: serde_json::json!({"owner": "ops"})
                 .as_object()

@@ -53,6 +53,16 @@ pub struct Info {
     pub lockfile: Option<PathBuf>,
     /// Why the task ended as it did, when there is more to say than the status.
     pub reason: Option<String>,
+    /// The resource limits set on the task (`null` values are unlimited); the others are the
+    /// supervisor's own, inherited from the caller.
+    #[serde(default)]
+    pub limits: crate::limits::Limits,
+    /// The task's nice value, when set at spawn.
+    #[serde(default)]
+    pub nice: Option<i32>,
+    /// The task's OOM score adjustment, when set at spawn.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
     /// Output counters of the current or latest run.
     pub streams: Streams,
     /// The group whose limit the task counts against.
@@ -128,6 +138,9 @@ impl Info {
             meta: rec.meta.clone(),
             lockfile: rec.spec.lockfile.clone(),
             reason: rec.reason.clone(),
+            limits: rec.spec.limits.clone(),
+            nice: rec.spec.nice,
+            oom_score_adj: rec.spec.oom_score_adj,
             streams: run.map(|r| r.streams).unwrap_or_default(),
             group: rec.spec.plan.group.clone(),
             waiting_for: rec.waiting_for.clone(),

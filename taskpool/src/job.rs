@@ -98,6 +98,13 @@ pub struct Job {
     /// Merge stderr into stdout.
     #[serde(default)]
     pub merge_stderr: bool,
+    /// Resource limits: `{"nofile": 16, "cpu": "10:20", "memory": "1G"}` (`SOFT[:HARD]`).
+    #[serde(default)]
+    pub limits: BTreeMap<String, Amount>,
+    /// The nice value (-20 to 19).
+    pub nice: Option<i32>,
+    /// The OOM score adjustment (-1000 to 1000).
+    pub oom_score_adj: Option<i32>,
     /// Keep the supervisor serving this long after the end.
     pub linger: Option<Amount>,
     /// Grace between INT, TERM and KILL.
@@ -249,6 +256,13 @@ impl Job {
             .map(|a| a.size("log_max"))
             .transpose()?;
         o.merge_stderr = self.merge_stderr;
+        for (name, value) in &self.limits {
+            let (name, limit) = crate::limits::parse_limit(&format!("{name}={}", value.text()))
+                .map_err(|e| e.context("limits"))?;
+            o.limits.insert(name, limit);
+        }
+        o.nice = self.nice;
+        o.oom_score_adj = self.oom_score_adj;
         o.linger = self
             .linger
             .as_ref()

@@ -47,6 +47,7 @@ mod follow;
 pub mod group;
 pub mod info;
 pub mod job;
+pub mod limits;
 pub mod localtime;
 pub mod lock;
 pub mod meta;

@@ -7,6 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub use crate::plan::Plan;
 pub use crate::status::{now, State, Status, Timestamp};
 use crate::wire;
+use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::io::Write;
@@ -111,6 +112,15 @@ pub struct Spec {
     /// When and under which conditions the command runs, how often, and what follows its end.
     #[serde(default, skip_serializing_if = "Plan::is_default")]
     pub plan: Plan,
+    /// Resource limits set on the task before `exec`, keyed by [`crate::limits::NAMES`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: crate::limits::Limits,
+    /// The task's nice value (and, for a daemon, its session's autogroup's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nice: Option<i32>,
+    /// The task's `/proc/PID/oom_score_adj`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
 }
 
 /// Per-stream byte counters: offsets are absolute positions in the stream.

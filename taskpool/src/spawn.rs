@@ -127,6 +127,12 @@ pub struct SpawnOptions {
     pub grace: Duration,
     /// Groups, locks, chains, schedules, restarts, timeout, warning codes and hooks.
     pub plan: Plan,
+    /// Resource limits (see [`crate::limits`]).
+    pub limits: crate::limits::Limits,
+    /// The nice value.
+    pub nice: Option<i32>,
+    /// The OOM score adjustment.
+    pub oom_score_adj: Option<i32>,
 }
 
 impl SpawnOptions {
@@ -147,6 +153,9 @@ impl SpawnOptions {
             behavior: Behavior::Daemon,
             grace: DEFAULT_GRACE,
             plan: Plan::default(),
+            limits: Default::default(),
+            nice: None,
+            oom_score_adj: None,
         }
     }
 
@@ -358,6 +367,26 @@ impl SpawnOptions {
         self
     }
 
+    /// Set a resource limit (a name of [`crate::limits::NAMES`], or `memory` for `as`).
+    pub fn limit(mut self, name: &str, limit: crate::limits::Limit) -> Self {
+        let name = if name == "memory" { "as" } else { name };
+        self.limits.insert(name.to_owned(), limit);
+        self
+    }
+
+    /// Run the task at nice value `n` (-20 to 19; lower than the caller's needs CAP_SYS_NICE).
+    pub fn nice(mut self, n: i32) -> Self {
+        self.nice = Some(n);
+        self
+    }
+
+    /// Set the task's OOM score adjustment (-1000 to 1000; lower than the caller's needs
+    /// CAP_SYS_RESOURCE).
+    pub fn oom_score_adj(mut self, n: i32) -> Self {
+        self.oom_score_adj = Some(n);
+        self
+    }
+
     /// Validate the options and resolve them into a [`Spec`]: the complete environment, an
     /// absolute working directory that exists.
     pub fn to_spec(&self) -> Result<Spec> {
@@ -392,6 +421,7 @@ impl SpawnOptions {
         }
         crate::schedule::check_plan(&self.plan)?;
         crate::meta::check_size(&self.meta)?;
+        crate::limits::check(&self.limits, self.nice, self.oom_score_adj)?;
         if self.plan.wait_lock && self.lockfile.is_none() {
             return Err(invalid("--wait-lock needs a lock file (--lockfile)".into()));
         }
@@ -436,6 +466,9 @@ impl SpawnOptions {
             behavior: self.behavior,
             grace_ms: self.grace.as_millis() as u64,
             plan: self.plan.clone(),
+            limits: self.limits.clone(),
+            nice: self.nice,
+            oom_score_adj: self.oom_score_adj,
         })
     }
 }

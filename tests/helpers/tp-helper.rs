@@ -10,6 +10,9 @@
 //! - `interleave N`: write `out I` to stdout and `err I` to stderr alternately, N times.
 //! - `connect PATH`: connect to a unix socket, send an `info` request, print what comes back.
 //! - `exit CODE`: exit with CODE.
+//! - `open N`: open `/dev/null` N times, keeping each open; print how many opened; exit 0 if all.
+//! - `spin`: burn CPU until killed.
+//! - `fill N FILE`: write N bytes of zeros to FILE (to meet a file size limit).
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -130,6 +133,25 @@ fn main() {
             }
         }
         "exit" => std::process::exit(arg(1).parse().unwrap_or(0)),
+        "open" => {
+            let n: usize = arg(1).parse().expect("open N");
+            let files: Vec<_> = (0..n)
+                .map_while(|_| std::fs::File::open("/dev/null").ok())
+                .collect();
+            writeln!(out, "opened {}", files.len()).unwrap();
+            std::process::exit(if files.len() == n { 0 } else { 1 });
+        }
+        "spin" => {
+            let mut x = 0u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+        "fill" => {
+            let n: usize = arg(1).parse().expect("fill N FILE");
+            let mut f = std::fs::File::create(arg(2)).expect("create");
+            f.write_all(&vec![0u8; n]).expect("write");
+        }
         other => {
             eprintln!("tp-helper: unknown mode {other:?}");
             std::process::exit(2);

@@ -180,6 +180,8 @@ pub struct Core {
     pub holders: Vec<OwnedFd>,
     /// The wakes owed to the group's queue, sent from the loop.
     pub waker: Waker,
+    /// The CPU time (user + system, seconds) of the run's main process, once reaped.
+    pub main_cpu: Option<f64>,
     /// Look at the predecessors again at the next gate.
     deps_check: bool,
     /// The wall-clock timer for `next_start` and recurring firings (made when first needed).
@@ -244,6 +246,7 @@ impl Core {
             slot_check: true,
             lock_waiter: None,
             watched: Vec::new(),
+            main_cpu: None,
             holders: Vec::new(),
             waker: Waker::default(),
             deps_check: true,

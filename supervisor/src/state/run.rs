@@ -186,6 +186,14 @@ impl Core {
                 }
             }
         }
+        if let (Exit::Signal(s), false) = (exit, self.timed_out) {
+            let name = taskpool::signal::signal_name(s);
+            if let Some(why) =
+                taskpool::limits::killed_by_limit(&self.record.spec.limits, name, self.main_cpu)
+            {
+                self.record.reason = Some(why);
+            }
+        }
         if self.timed_out {
             let ms = self.record.spec.plan.timeout_ms.unwrap_or(0);
             self.record.reason.get_or_insert(format!(
