@@ -394,7 +394,9 @@ pub fn start(spec: &Spec, id: u64, pool_dir: &Path, stdio: ChildStdio) -> Result
         // against each other by their autogroup's nice, so that is where --nice counts.
         if let Err(e) = std::fs::write("/proc/self/autogroup", n.to_string()) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                crate::note(&format!("cannot set the session's autogroup nice to {n}: {e}"));
+                crate::note(&format!(
+                    "cannot set the session's autogroup nice to {n}: {e}"
+                ));
             }
         }
     }

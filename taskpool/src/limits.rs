@@ -116,7 +116,7 @@ fn to_rlim(v: Option<u64>) -> libc::rlim_t {
 }
 
 fn from_rlim(v: libc::rlim_t) -> Option<u64> {
-    (v != libc::RLIM_INFINITY).then_some(v as u64)
+    (v != libc::RLIM_INFINITY).then_some(v)
 }
 
 /// A limit as the kernel takes it.

@@ -16,6 +16,7 @@ mod groups;
 mod hostile;
 mod jobs;
 mod library;
+mod limits;
 mod output;
 mod output_splice;
 mod queue;
