@@ -214,6 +214,14 @@ pub struct SpawnArgs {
     /// The task's OOM score adjustment (-1000 to 1000; below the caller's needs CAP_SYS_RESOURCE).
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub oom_score_adj: Option<i32>,
+    /// The task says it is ready by writing a newline to this fd (3 or above), as s6's
+    /// notification-fd.
+    #[arg(long, value_name = "N", conflicts_with = "notify")]
+    pub ready_fd: Option<i32>,
+    /// The task says it is ready by sending READY=1 to $NOTIFY_SOCKET, as systemd's sd_notify
+    /// (STATUS=… goes into meta `status`).
+    #[arg(long)]
+    pub notify: bool,
     /// Keep the supervisor serving this long after the task ended.
     #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
     pub linger: Option<Duration>,
@@ -347,6 +355,11 @@ pub struct SpawnCmd {
     /// paths in it are relative to the file's directory.
     #[arg(long, value_name = "JOB.json")]
     pub file: Option<PathBuf>,
+    /// Return only once the task is ready (--ready-fd or --notify), waiting at most TIMEOUT;
+    /// exit 1 if it ends first, 124 if the time runs out (the task goes on).
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, require_equals = true,
+          value_parser = parse::parse_duration)]
+    pub wait_ready: Option<Option<Duration>>,
 }
 
 #[derive(Debug, Args)]
@@ -478,6 +491,10 @@ pub struct WaitCmd {
     /// Give up after this long (exit status 124).
     #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
     pub timeout: Option<Duration>,
+    /// Wait until the task's current run is ready (--ready-fd or --notify) instead of its end;
+    /// exit 1 if it ends first.
+    #[arg(long)]
+    pub ready: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,9 +16,42 @@ pub fn spawn(global: &GlobalArgs, cmd: &SpawnCmd) -> Result<i32> {
         Some(path) => from_file(cmd, path)?,
         None => cmd.spawn.to_options(),
     };
+    if cmd.wait_ready.is_some() && opts.readiness.is_none() {
+        anyhow::bail!("--wait-ready needs --ready-fd or --notify: the task cannot say it is ready");
+    }
     let pool = select::pool(global)?;
     let task = pool.spawn(&opts)?;
-    started(global, &task, opts.behavior)
+    match cmd.wait_ready {
+        None => started(global, &task, opts.behavior),
+        Some(timeout) => {
+            print::line(task.id())?;
+            let info = wait_ready(&task, timeout, timeout)?;
+            if global.json {
+                print::json(&info)?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Wait until `task` is ready; its info then. A task that ends first is an error (exit 1), a
+/// timeout exits [`crate::cmd_wait::TIMED_OUT`].
+/// `said` is the timeout as the user gave it.
+pub fn wait_ready(
+    task: &Task,
+    timeout: Option<std::time::Duration>,
+    said: Option<std::time::Duration>,
+) -> Result<taskpool::Info> {
+    match task.wait_ready(timeout)? {
+        Some(info) => Ok(info),
+        None => {
+            let t = humantime::format_duration(said.unwrap_or_default());
+            Err(crate::exit_with(
+                crate::cmd_wait::TIMED_OUT,
+                anyhow::anyhow!("task {} is not ready within {t} (it goes on)", task.id()),
+            ))
+        }
+    }
 }
 
 /// The options of the job file at `path`, with the command line's on top. Relative paths in the

@@ -24,6 +24,16 @@ pub fn wait(global: &GlobalArgs, cmd: &WaitCmd) -> Result<i32> {
         .map(|t| t.map_err(|e| exit_with(NO_STATUS, e)))
         .collect::<Result<Vec<Task>>>()?;
     let mut infos = Vec::with_capacity(tasks.len());
+    if cmd.ready {
+        for task in &tasks {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            infos.push(crate::cmd_spawn::wait_ready(task, left, cmd.timeout)?);
+        }
+        if global.json {
+            print::json(&infos)?;
+        }
+        return Ok(0);
+    }
     for task in &tasks {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         match task.wait_timeout(left) {

@@ -66,6 +66,12 @@ impl SpawnArgs {
         if self.oom_score_adj.is_some() {
             o.oom_score_adj = self.oom_score_adj;
         }
+        if let Some(n) = self.ready_fd {
+            o.readiness = Some(taskpool::ready::Readiness::Fd(n));
+        }
+        if self.notify {
+            o.readiness = Some(taskpool::ready::Readiness::Notify);
+        }
         if self.linger.is_some() {
             o.linger = self.linger;
         }

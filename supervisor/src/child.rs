@@ -118,6 +118,8 @@ pub struct Setup {
     pub nice: Option<i32>,
     /// Written to `/proc/self/oom_score_adj`.
     pub oom_score_adj: Option<i32>,
+    /// `dup2(ours, its)`: the write end of the `--ready-fd` pipe, as the number asked for.
+    pub ready_fd: Option<(libc::c_int, libc::c_int)>,
 }
 
 impl Setup {
@@ -133,6 +135,7 @@ impl Setup {
                 .collect(),
             nice: spec.nice,
             oom_score_adj: spec.oom_score_adj,
+            ready_fd: None,
         }
     }
 }
@@ -157,6 +160,7 @@ struct Shared {
     nice: Option<i32>,
     /// The OOM score adjustment as the text to write, and its length.
     oom: Option<([u8; 8], usize)>,
+    ready_fd: Option<(libc::c_int, libc::c_int)>,
     errno: libc::c_int,
 }
 
@@ -238,6 +242,7 @@ pub fn spawn(exec: &Exec) -> std::io::Result<Pid> {
             b[..text.len()].copy_from_slice(text.as_bytes());
             (b, text.len())
         }),
+        ready_fd: exec.setup.ready_fd,
         errno: 0,
     };
     // SAFETY: a fresh private anonymous mapping, unmapped below once the child has left it
@@ -326,6 +331,17 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 fail(s);
             }
         }
+        if let Some((ours, its)) = s.ready_fd {
+            // dup2 onto itself keeps close-on-exec: clear it instead.
+            let r = if ours == its {
+                libc::fcntl(ours, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(ours, its)
+            };
+            if r < 0 {
+                fail(s);
+            }
+        }
         if libc::chdir(s.cwd.as_ptr()) != 0 {
             fail(s);
         }
@@ -381,7 +397,13 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 
 /// Start `spec`'s command for task `id` of the pool at `pool_dir`; returns the main pid. Failures
 /// carry the kind the caller sees: `program_not_found`, `cannot_execute`, `not_found` (the cwd).
-pub fn start(spec: &Spec, id: u64, pool_dir: &Path, stdio: ChildStdio) -> Result<Pid> {
+pub fn start(
+    spec: &Spec,
+    id: u64,
+    pool_dir: &Path,
+    stdio: ChildStdio,
+    ready: Option<&crate::ready::Endpoint>,
+) -> Result<Pid> {
     let argv = spec.command.argv();
     let Some(program) = argv.first().filter(|p| !p.is_empty()) else {
         return Err(Error::new(ErrorKind::InvalidInput, "the command is empty"));
@@ -408,13 +430,21 @@ pub fn start(spec: &Spec, id: u64, pool_dir: &Path, stdio: ChildStdio) -> Result
         taskpool::ENV_SUPERVISOR_PID.into(),
         supervisor.to_string().into(),
     ));
+    let mut setup = Setup::of(spec);
+    if let Some(ep) = ready {
+        setup.ready_fd = ep.child_fd();
+        if let Some(addr) = ep.notify_socket() {
+            env.retain(|(k, _)| k != taskpool::ready::ENV_NOTIFY_SOCKET);
+            env.push((taskpool::ready::ENV_NOTIFY_SOCKET.into(), addr.clone()));
+        }
+    }
     let exec = Exec {
         program,
         args: &argv[1..],
         env,
         cwd: &spec.cwd,
         stdio,
-        setup: Setup::of(spec),
+        setup,
     };
     spawn(&exec).map_err(|e| spawn_error(spec, program, e))
 }

@@ -38,6 +38,8 @@ pub enum Mode {
     Requests,
     /// A `wait` is pending: `end` goes out when the run ends.
     Waiting,
+    /// A `wait_ready` is pending: `ready` goes out when the run is ready, `end` if it ends.
+    WaitingReady,
     /// Subscribed to the output from this position.
     Following(Cursor),
     /// Subscribed from this combined offset to a run that has not started yet.
@@ -138,7 +140,7 @@ impl Client {
                     && self.in_len - self.in_pos < MAX_LINE
                     && !(matches!(self.payload, Payload::ToStdin(_)) && stdin_room == 0)
             }
-            Mode::Waiting | Mode::Closing => false,
+            Mode::Waiting | Mode::WaitingReady | Mode::Closing => false,
         };
         if reading && !self.read_eof {
             ev |= libc::POLLIN;

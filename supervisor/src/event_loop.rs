@@ -1,7 +1,7 @@
 //! The event loop: one `poll` over a fixed set of descriptors — the signalfd, the listener, the
 //! output pipes, the stdin pipe (only while bytes are queued), the background caller's pidfd, the
 //! wall-clock timer of a scheduled task, the socket of a `wake` in flight to the group's queue
-//! ([`crate::waker`]), the pidfds of the predecessors it waits for, and the
+//! ([`crate::waker`]), the run's readiness channel ([`crate::ready`]), the pidfds of the predecessors it waits for, and the
 //! clients — with a single timeout, the earliest of the [`Core`]'s deadlines. With nothing due
 //! the timeout is infinite: an idle task costs no wake-ups. The pollfd vector, the read buffer and
 //! the clients' buffers are reused, so the steady state allocates nothing.
@@ -31,8 +31,9 @@ const STDIN: usize = 4;
 const LEADER: usize = 5;
 const TIMER: usize = 6;
 const WAKER: usize = 7;
+const READY: usize = 8;
 /// Then one slot per watched predecessor, then the clients.
-const WATCHED: usize = 8;
+const WATCHED: usize = 9;
 
 /// The running supervisor.
 pub struct Supervisor {
@@ -162,6 +163,7 @@ impl Supervisor {
                 Some((fd, events)) => pfd(Some(fd), events),
                 None => pfd(None, 0),
             },
+            pfd(self.core.ready.as_ref().map(|r| r.fd()), libc::POLLIN),
         ];
         self.pollfds.clear();
         self.pollfds.extend_from_slice(&fixed);
@@ -205,6 +207,9 @@ impl Supervisor {
         }
         if self.revents(WAKER) != 0 {
             self.core.waker.on_ready(&self.core.pool);
+        }
+        if self.revents(READY) != 0 {
+            self.core.on_ready_input();
         }
         // Highest first: each one found gone is swap-removed.
         for i in (0..self.holders_at - WATCHED).rev() {

@@ -117,6 +117,7 @@ pub mod event_loop;
 pub mod hooks;
 pub mod launch;
 pub mod pagebuf;
+pub mod ready;
 pub mod report;
 pub mod requests;
 pub mod ring;

@@ -189,6 +189,7 @@ pub(crate) mod tests {
                 limits: Default::default(),
                 nice: None,
                 oom_score_adj: None,
+                readiness: None,
             },
             meta: serde_json::json!({"owner": "ops"})
                 .as_object()

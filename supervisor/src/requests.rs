@@ -24,6 +24,18 @@ pub fn serve(core: &mut Core, c: &mut Client, scratch: &mut [u8]) {
                 });
                 c.mode = Mode::Requests;
             }
+            Mode::WaitingReady if core.ready_now() => {
+                c.queue(&Response::Ready {
+                    info: Box::new(core.info()),
+                });
+                c.mode = Mode::Requests;
+            }
+            Mode::WaitingReady if core.ended() => {
+                c.queue(&Response::End {
+                    info: Box::new(core.info()),
+                });
+                c.mode = Mode::Requests;
+            }
             Mode::Following(cur) => feed(core, c, cur, scratch),
             Mode::FollowLater(_) if core.ended() => {
                 c.queue(&Response::End {
@@ -31,7 +43,7 @@ pub fn serve(core: &mut Core, c: &mut Client, scratch: &mut [u8]) {
                 });
                 c.mode = Mode::Closing;
             }
-            Mode::Waiting | Mode::Closing | Mode::FollowLater(_) => {}
+            Mode::Waiting | Mode::WaitingReady | Mode::Closing | Mode::FollowLater(_) => {}
         }
         c.flush();
         if c.dead || (c.pending(), c.input().len(), c.mode) == before {
@@ -148,6 +160,7 @@ fn dispatch(core: &mut Core, c: &mut Client, req: Request) {
         Request::CloseStdin => on_close_stdin(core, c),
         Request::Follow { from } => on_follow(core, c, from),
         Request::Wait => on_wait(c),
+        Request::WaitReady => on_wait_ready(core, c),
         Request::Wake => {
             core.wake();
             c.queue(&Response::Ok);
@@ -310,6 +323,20 @@ fn on_follow(core: &mut Core, c: &mut Client, from: u64) {
 
 fn on_wait(c: &mut Client) {
     c.mode = Mode::Waiting;
+}
+
+fn on_wait_ready(core: &Core, c: &mut Client) {
+    if core.record.spec.readiness.is_none() {
+        let e = taskpool::Error::new(
+            taskpool::ErrorKind::InvalidInput,
+            format!(
+                "task {} was spawned without --ready-fd or --notify: it cannot say it is ready",
+                core.id
+            ),
+        );
+        return reply(c, Err(e));
+    }
+    c.mode = Mode::WaitingReady;
 }
 
 fn on_terminate(core: &mut Core, c: &mut Client, grace_ms: Option<u64>) {

@@ -55,6 +55,8 @@ pub struct RunStart {
     pub capture: Capture,
     /// The stdin.
     pub stdin: StdinSink,
+    /// The readiness channel (`--ready-fd`, `--notify`).
+    pub ready: Option<crate::ready::Endpoint>,
 }
 
 /// Removes what a failed start made: the socket, the record (or puts a restarted task's back).
@@ -169,7 +171,14 @@ pub fn start_run(pool: &Pool, record: &Record) -> Result<RunStart> {
         stdout: out_w.as_fd(),
         stderr: err_w.as_fd(),
     };
-    let pid = child::start(spec, id, pool.path(), stdio)?;
+    let mut ready = spec
+        .readiness
+        .map(|how| crate::ready::Endpoint::new(how, &pool.task_dir(id), id))
+        .transpose()?;
+    let pid = child::start(spec, id, pool.path(), stdio, ready.as_ref())?;
+    if let Some(r) = &mut ready {
+        r.child_started();
+    }
     // The child has its copies; the supervisor keeps none of the child's ends.
     drop((child_stdin, out_w, err_w));
     made.0 = None;
@@ -189,6 +198,7 @@ pub fn start_run(pool: &Pool, record: &Record) -> Result<RunStart> {
         pid,
         capture,
         stdin: sink,
+        ready,
     })
 }
 
@@ -368,7 +378,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
     nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
         .map(drop)
         .map_err(|e| Error::io("fcntl", e.into()))

@@ -63,6 +63,15 @@ pub struct Info {
     /// The task's OOM score adjustment, when set at spawn.
     #[serde(default)]
     pub oom_score_adj: Option<i32>,
+    /// How the task tells it is ready, when it does (`--ready-fd`, `--notify`).
+    #[serde(default)]
+    pub readiness: Option<crate::ready::Readiness>,
+    /// The current or latest run has said it is ready.
+    #[serde(default)]
+    pub ready: bool,
+    /// When it said so.
+    #[serde(default)]
+    pub ready_at: Option<Timestamp>,
     /// Output counters of the current or latest run.
     pub streams: Streams,
     /// The group whose limit the task counts against.
@@ -141,6 +150,9 @@ impl Info {
             limits: rec.spec.limits.clone(),
             nice: rec.spec.nice,
             oom_score_adj: rec.spec.oom_score_adj,
+            readiness: rec.spec.readiness,
+            ready: run.is_some_and(|r| r.ready_at.is_some()),
+            ready_at: run.and_then(|r| r.ready_at),
             streams: run.map(|r| r.streams).unwrap_or_default(),
             group: rec.spec.plan.group.clone(),
             waiting_for: rec.waiting_for.clone(),

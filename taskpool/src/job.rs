@@ -105,6 +105,11 @@ pub struct Job {
     pub nice: Option<i32>,
     /// The OOM score adjustment (-1000 to 1000).
     pub oom_score_adj: Option<i32>,
+    /// `--ready-fd N`.
+    pub ready_fd: Option<i32>,
+    /// `--notify`.
+    #[serde(default)]
+    pub notify: bool,
     /// Keep the supervisor serving this long after the end.
     pub linger: Option<Amount>,
     /// Grace between INT, TERM and KILL.
@@ -263,6 +268,19 @@ impl Job {
         }
         o.nice = self.nice;
         o.oom_score_adj = self.oom_score_adj;
+        o.readiness = match (self.ready_fd, self.notify) {
+            (Some(_), true) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "ready_fd and notify: choose one",
+                ))
+            }
+            (Some(n), false) => {
+                Some(crate::ready::Readiness::fd(n).map_err(|e| e.context("ready_fd"))?)
+            }
+            (None, true) => Some(crate::ready::Readiness::Notify),
+            (None, false) => None,
+        };
         o.linger = self
             .linger
             .as_ref()

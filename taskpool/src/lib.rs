@@ -56,6 +56,7 @@ pub mod pattern;
 pub mod plan;
 pub mod pool;
 pub mod protocol;
+pub mod ready;
 pub mod record;
 pub mod report;
 pub mod schedule;

@@ -120,6 +120,10 @@ pub enum Request {
     /// Reply `end` once the task has ended for good (a recurring or restarting task: once it
     /// has stopped).
     Wait,
+    /// Reply `ready` once the current run has said it is ready (at once if it has), or `end`
+    /// if the task ends first. A task spawned without `--ready-fd` or `--notify` gets
+    /// `invalid_input`.
+    WaitReady,
     /// Look again at what a deferred task waits for (a group slot may have freed, a limit
     /// changed); reply `ok`. Sent by supervisors and `taskpool group set` to queued tasks.
     Wake,
@@ -176,6 +180,11 @@ pub enum Response {
     /// The task has ended (wait, follow).
     End {
         /// Its final info.
+        info: Box<Info>,
+    },
+    /// The current run is ready (wait_ready).
+    Ready {
+        /// The task's info at that moment.
         info: Box<Info>,
     },
     /// The request failed.
@@ -278,7 +287,15 @@ pub fn encode_line<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
 
 /// The request types that take no field but `type`. serde does not refuse unknown fields of a
 /// unit variant in an internally tagged enum, so [`parse_request`] checks these itself.
-const FIELDLESS: [&str; 6] = ["info", "pause", "resume", "close_stdin", "wake", "wait"];
+const FIELDLESS: [&str; 7] = [
+    "info",
+    "pause",
+    "resume",
+    "close_stdin",
+    "wake",
+    "wait",
+    "wait_ready",
+];
 
 /// Parse one request line (without or with its newline). Unknown types, unknown fields (also on
 /// requests that take none) and malformed JSON are [`ErrorKind::InvalidInput`].

@@ -121,6 +121,9 @@ pub struct Spec {
     /// The task's `/proc/PID/oom_score_adj`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_score_adj: Option<i32>,
+    /// How the task tells it is ready (`--ready-fd`, `--notify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<crate::ready::Readiness>,
 }
 
 /// Per-stream byte counters: offsets are absolute positions in the stream.
@@ -180,6 +183,9 @@ pub struct RunRecord {
     /// The attempt this run was, from 1: 2 and up are restarts by `--restart`.
     #[serde(default = "one")]
     pub attempt: u32,
+    /// When the run said it was ready (with `--ready-fd` or `--notify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<Timestamp>,
 }
 
 fn one() -> u32 {
@@ -199,6 +205,7 @@ impl RunRecord {
             status: None,
             streams: Streams::default(),
             attempt: 1,
+            ready_at: None,
         }
     }
 

@@ -133,6 +133,8 @@ pub struct SpawnOptions {
     pub nice: Option<i32>,
     /// The OOM score adjustment.
     pub oom_score_adj: Option<i32>,
+    /// How the task tells it is ready (see [`crate::ready`]).
+    pub readiness: Option<crate::ready::Readiness>,
 }
 
 impl SpawnOptions {
@@ -156,6 +158,7 @@ impl SpawnOptions {
             limits: Default::default(),
             nice: None,
             oom_score_adj: None,
+            readiness: None,
         }
     }
 
@@ -387,6 +390,13 @@ impl SpawnOptions {
         self
     }
 
+    /// The task tells it is ready by `how` (see [`crate::ready`]); wait for it with
+    /// [`crate::Task::wait_ready`].
+    pub fn readiness(mut self, how: crate::ready::Readiness) -> Self {
+        self.readiness = Some(how);
+        self
+    }
+
     /// Validate the options and resolve them into a [`Spec`]: the complete environment, an
     /// absolute working directory that exists.
     pub fn to_spec(&self) -> Result<Spec> {
@@ -422,6 +432,9 @@ impl SpawnOptions {
         crate::schedule::check_plan(&self.plan)?;
         crate::meta::check_size(&self.meta)?;
         crate::limits::check(&self.limits, self.nice, self.oom_score_adj)?;
+        if let Some(crate::ready::Readiness::Fd(n)) = self.readiness {
+            crate::ready::Readiness::fd(n)?;
+        }
         if self.plan.wait_lock && self.lockfile.is_none() {
             return Err(invalid("--wait-lock needs a lock file (--lockfile)".into()));
         }
@@ -469,6 +482,7 @@ impl SpawnOptions {
             limits: self.limits.clone(),
             nice: self.nice,
             oom_score_adj: self.oom_score_adj,
+            readiness: self.readiness,
         })
     }
 }

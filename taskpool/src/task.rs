@@ -364,6 +364,60 @@ impl Task {
         Ok(Some(info))
     }
 
+    /// Wait at most `timeout` (forever with `None`) until the task's current run says it is
+    /// ready (see [`crate::ready`]); its info then, or `Ok(None)` when the time ran out. A task
+    /// that ends first, or was spawned without a readiness option, is an error
+    /// ([`ErrorKind::State`], [`ErrorKind::InvalidInput`]) saying so.
+    pub fn wait_ready(&self, timeout: Option<Duration>) -> Result<Option<Info>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let rec = self.record()?;
+            if rec.spec.readiness.is_none() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "task {} was spawned without --ready-fd or --notify: it cannot say it is ready",
+                        self.id
+                    ),
+                ));
+            }
+            let info = Info::from_record(&rec);
+            if !rec.state.is_live() {
+                return Err(not_ready(&info));
+            }
+            if info.ready && rec.state == State::Running {
+                return Ok(Some(info));
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(None);
+            }
+            let connect_timeout =
+                Some(left.map_or(self.pool.timeout(), |l| l.min(self.pool.timeout())));
+            let mut c = match Conn::open(&self.pool, self.id, connect_timeout) {
+                Ok(c) => c,
+                Err(e) if e.kind() == ErrorKind::Unreachable => continue,
+                Err(e) if e.kind() == ErrorKind::Timeout && left.is_some() => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if c.send(&Request::WaitReady, &[]).is_err() {
+                continue;
+            }
+            c.set_timeout(left);
+            match c.recv() {
+                Ok(Some(Response::Ready { info })) => return Ok(Some(*info)),
+                Ok(Some(Response::End { info })) => return Err(not_ready(&info)),
+                Ok(Some(Response::Error { kind, message })) => {
+                    return Err(Error::new(crate::error::kind_from_name(&kind), message))
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::Unreachable => continue,
+                Err(e) if e.kind() == ErrorKind::Timeout && deadline.is_some() => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn reap_child(&self) {
         if let Ok(mut g) = self.child.lock() {
             if let Some(mut c) = g.take() {
@@ -491,5 +545,19 @@ fn unexpected(id: u64, r: &Response) -> Error {
     Error::new(
         ErrorKind::Protocol,
         format!("task {id}: unexpected reply from supervisor: {r:?}"),
+    )
+}
+
+/// The error for a task that ended before it said it was ready.
+fn not_ready(info: &Info) -> Error {
+    let status = info.status.map_or("over", |s| s.as_str());
+    let why = info
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    Error::new(
+        ErrorKind::State,
+        format!("task {} ended ({status}{why}) before it was ready", info.id),
     )
 }

@@ -13,6 +13,8 @@
 //! - `open N`: open `/dev/null` N times, keeping each open; print how many opened; exit 0 if all.
 //! - `spin`: burn CPU until killed.
 //! - `fill N FILE`: write N bytes of zeros to FILE (to meet a file size limit).
+//! - `notify MSG...`: send each MSG (`\n` in it meaning a newline) as one datagram to
+//!   `$NOTIFY_SOCKET` (a path, or `@NAME` in the abstract namespace).
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -140,6 +142,21 @@ fn main() {
                 .collect();
             writeln!(out, "opened {}", files.len()).unwrap();
             std::process::exit(if files.len() == n { 0 } else { 1 });
+        }
+        "notify" => {
+            use std::os::linux::net::SocketAddrExt;
+            let to = std::env::var("NOTIFY_SOCKET").expect("NOTIFY_SOCKET");
+            let addr = match to.strip_prefix('@') {
+                Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name),
+                None => std::os::unix::net::SocketAddr::from_pathname(&to),
+            }
+            .expect("notify address");
+            let sock = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+            for msg in &args[1..] {
+                let msg = msg.replace("\\n", "\n");
+                sock.send_to_addr(msg.as_bytes(), &addr).expect("send");
+            }
+            writeln!(out, "sent {}", args.len() - 1).unwrap();
         }
         "spin" => {
             let mut x = 0u64;

@@ -21,6 +21,7 @@ mod output;
 mod output_splice;
 mod queue;
 mod queue_more;
+mod ready;
 mod security;
 mod spawn_path;
 mod symlinks;

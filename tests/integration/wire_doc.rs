@@ -33,7 +33,15 @@ fn unknown_fields_on_requests_that_take_none_are_refused_and_nothing_is_done() {
     let tp = TestPool::new();
     let id = tp.spawn(["--", "cat"]);
     let (mut r, mut w) = connect(&tp, id);
-    for t in ["info", "pause", "resume", "close_stdin", "wake", "wait"] {
+    for t in [
+        "info",
+        "pause",
+        "resume",
+        "close_stdin",
+        "wake",
+        "wait",
+        "wait_ready",
+    ] {
         let line = format!(r#"{{"type":"{t}","x":1}}"#);
         let got = ask(&mut r, &mut w, &line);
         eq!(got["type"], json!("error"));

@@ -182,6 +182,8 @@ pub struct Core {
     pub waker: Waker,
     /// The CPU time (user + system, seconds) of the run's main process, once reaped.
     pub main_cpu: Option<f64>,
+    /// The run's readiness channel, until it is ready or over.
+    pub ready: Option<crate::ready::Endpoint>,
     /// Look at the predecessors again at the next gate.
     deps_check: bool,
     /// The wall-clock timer for `next_start` and recurring firings (made when first needed).
@@ -247,6 +249,7 @@ impl Core {
             lock_waiter: None,
             watched: Vec::new(),
             main_cpu: None,
+            ready: None,
             holders: Vec::new(),
             waker: Waker::default(),
             deps_check: true,

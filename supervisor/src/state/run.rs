@@ -53,6 +53,7 @@ impl Core {
         self.group = Some(ProcessGroup::led_by(started.pid));
         self.capture = Some(started.capture);
         self.stdin = started.stdin;
+        self.ready = started.ready;
         self.escalation = None;
         self.leftovers = Leftovers::NotYet;
         self.timed_out = false;
@@ -83,6 +84,37 @@ impl Core {
         self.record.waiting_for = None;
         self.release_run_resources();
         self.run_over(Status::Failure);
+    }
+
+    /// The readiness channel has input: the run may now be ready (stored in its `ready_at`),
+    /// and a `STATUS=` goes into meta `status`.
+    pub fn on_ready_input(&mut self) {
+        let Some(ep) = &mut self.ready else { return };
+        let heard = ep.read(nix::unistd::geteuid().as_raw());
+        if heard.closed {
+            self.ready = None;
+        }
+        let mut changed = false;
+        if let Some(status) = heard.status {
+            let mut patch = serde_json::Map::new();
+            patch.insert("status".into(), status.into());
+            changed |= taskpool::meta::apply_patch(&mut self.record.meta, &patch).is_ok();
+        }
+        if heard.ready && self.run_active() {
+            if let Some(r) = self.record.current_mut().filter(|r| r.ready_at.is_none()) {
+                r.ready_at = Some(record::now());
+                changed = true;
+            }
+        }
+        if changed {
+            self.state_changed = true;
+            self.store(false);
+        }
+    }
+
+    /// The current run is going on and has said it is ready.
+    pub fn ready_now(&self) -> bool {
+        self.run_active() && self.record.current().is_some_and(|r| r.ready_at.is_some())
     }
 
     /// Stop the process group. Errors: no run is going on.
@@ -163,6 +195,7 @@ impl Core {
             write_error = cap.write_error.take();
         }
         self.stdin = StdinSink::Closed;
+        self.ready = None;
         let plan = &self.record.spec.plan;
         let status = match exit {
             _ if self.timed_out => Status::Timeout,
