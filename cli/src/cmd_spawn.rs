@@ -25,31 +25,11 @@ pub fn spawn(global: &GlobalArgs, cmd: &SpawnCmd) -> Result<i32> {
         None => started(global, &task, opts.behavior),
         Some(timeout) => {
             print::line(task.id())?;
-            let info = wait_ready(&task, timeout, timeout)?;
+            let info = crate::cmd_wait::wait_ready(&task, timeout, timeout)?;
             if global.json {
                 print::json(&info)?;
             }
             Ok(0)
-        }
-    }
-}
-
-/// Wait until `task` is ready; its info then. A task that ends first is an error (exit 1), a
-/// timeout exits [`crate::cmd_wait::TIMED_OUT`].
-/// `said` is the timeout as the user gave it.
-pub fn wait_ready(
-    task: &Task,
-    timeout: Option<std::time::Duration>,
-    said: Option<std::time::Duration>,
-) -> Result<taskpool::Info> {
-    match task.wait_ready(timeout)? {
-        Some(info) => Ok(info),
-        None => {
-            let t = humantime::format_duration(said.unwrap_or_default());
-            Err(crate::exit_with(
-                crate::cmd_wait::TIMED_OUT,
-                anyhow::anyhow!("task {} is not ready within {t} (it goes on)", task.id()),
-            ))
         }
     }
 }

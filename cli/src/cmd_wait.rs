@@ -27,7 +27,7 @@ pub fn wait(global: &GlobalArgs, cmd: &WaitCmd) -> Result<i32> {
     if cmd.ready {
         for task in &tasks {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            infos.push(crate::cmd_spawn::wait_ready(task, left, cmd.timeout)?);
+            infos.push(wait_ready(task, left, cmd.timeout)?);
         }
         if global.json {
             print::json(&infos)?;
@@ -80,4 +80,24 @@ fn combined_status(infos: &[Info]) -> i32 {
         }
     }
     code
+}
+
+/// Wait until `task` is ready; its info then. A task that ends first is an error (exit 1), a
+/// timeout exits [`TIMED_OUT`].
+/// `said` is the timeout as the user gave it.
+pub fn wait_ready(
+    task: &Task,
+    timeout: Option<std::time::Duration>,
+    said: Option<std::time::Duration>,
+) -> Result<taskpool::Info> {
+    match task.wait_ready(timeout)? {
+        Some(info) => Ok(info),
+        None => {
+            let t = humantime::format_duration(said.unwrap_or_default());
+            Err(exit_with(
+                TIMED_OUT,
+                anyhow!("task {} is not ready within {t} (it goes on)", task.id()),
+            ))
+        }
+    }
 }

@@ -114,6 +114,7 @@ pub mod capture;
 pub mod child;
 pub mod clients;
 pub mod event_loop;
+pub mod fd;
 pub mod hooks;
 pub mod launch;
 pub mod pagebuf;

@@ -57,9 +57,7 @@ impl Endpoint {
     pub fn new(how: Readiness, task_dir: &Path, id: u64) -> Result<Endpoint> {
         match how {
             Readiness::Fd(target) => {
-                let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                    .map_err(|e| Error::io("ready pipe", e.into()))?;
-                crate::start::set_nonblocking(&r)?;
+                let (r, w) = crate::fd::pipe()?;
                 Ok(Endpoint::Pipe {
                     read: r,
                     write: Some(w),

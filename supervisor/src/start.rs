@@ -6,9 +6,10 @@
 
 use crate::capture::{Capture, CaptureFiles};
 use crate::child::{self, ChildStdio};
+use crate::fd::{pipe, set_nonblocking};
 use crate::launch::Orders;
 use crate::stdin::StdinSink;
-use nix::fcntl::{FcntlArg, OFlag};
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
@@ -372,18 +373,6 @@ fn listen(shared: bool, undo: &mut Undo) -> Result<OwnedFd> {
 }
 
 /// An output pipe: the read end (the supervisor's) nonblocking, the write end (the task's) not.
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
-    set_nonblocking(&r)?;
-    Ok((r, w))
-}
-
-pub(crate) fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
-    nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-        .map(drop)
-        .map_err(|e| Error::io("fcntl", e.into()))
-}
-
 /// Block the signals the loop handles and read them from a signalfd instead. SIGPIPE is blocked
 /// too (writes to a closed pipe or socket return EPIPE). The child's mask is reset before exec
 /// ([`child::start`]).

@@ -352,17 +352,7 @@ fn check_codes<'a>(key: &str, codes: &'a [i32]) -> Result<&'a [i32]> {
     }
 }
 
-/// A SIZE: bytes (`65536`) or binary multiples (`64K`, `1M`, `1MiB`, `2g`).
-pub fn parse_size(s: &str) -> Result<u64> {
-    parse_size::Config::new()
-        .with_binary()
-        .parse_size(s.trim())
-        .map_err(|e| {
-            invalid(format!(
-                "bad size {s:?}: {e} (expected bytes such as 65536, or 64K, 1M, 1MiB)"
-            ))
-        })
-}
+pub use crate::units::parse_size;
 
 /// An exit-code list: comma-separated codes 0..=255 (`1,3`).
 pub fn parse_codes(s: &str) -> Result<Vec<i32>> {

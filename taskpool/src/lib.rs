@@ -64,6 +64,7 @@ pub mod signal;
 pub mod spawn;
 pub mod status;
 pub mod task;
+pub mod units;
 pub mod wire;
 
 pub use error::{Error, ErrorKind, Result};

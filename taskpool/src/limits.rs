@@ -63,8 +63,8 @@ fn parse_value(name: &str, unit: Unit, v: &str) -> Result<Option<u64>> {
     }
     let parsed = match unit {
         Unit::Count => v.parse::<u64>().map_err(|e| e.to_string()),
-        Unit::Size => crate::job::parse_size(v).map_err(|e| e.message().to_owned()),
-        Unit::Seconds => crate::schedule::parse_duration(v)
+        Unit::Size => crate::units::parse_size(v).map_err(|e| e.message().to_owned()),
+        Unit::Seconds => crate::units::parse_duration(v)
             .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
             .map_err(|e| e.message().to_owned()),
     };

@@ -205,23 +205,7 @@ pub fn check_cron(expr: &str) -> Result<()> {
     }
 }
 
-/// A duration: plain seconds (`90`, `1.5`) or numbers with units (`500ms`, `10s`, `5m`, `1h`,
-/// `1h30m`, `2days`), as the `humantime` crate reads them.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let t = s.trim();
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return t
-            .parse::<f64>()
-            .ok()
-            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-            .ok_or_else(|| invalid(format!("{s:?} is not a number of seconds")));
-    }
-    humantime::parse_duration(t).map_err(|e| {
-        invalid(format!(
-            "bad duration {s:?}: {e} (expected seconds such as 90, or 500ms, 10s, 5m, 1h)"
-        ))
-    })
-}
+pub use crate::units::parse_duration;
 
 /// A duration that must not be zero.
 pub fn parse_positive_duration(s: &str) -> Result<Duration> {
