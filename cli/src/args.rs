@@ -347,7 +347,7 @@ pub struct TaskArg {
 }
 
 #[derive(Debug, Args)]
-#[command(mut_arg("argv", |a| a.required_unless_present_any(["shell", "file"])))]
+#[command(mut_arg("argv", |a| a.required_unless_present_any(["shell", "file", "many"])))]
 pub struct SpawnCmd {
     #[command(flatten)]
     pub spawn: SpawnArgs,
@@ -355,6 +355,10 @@ pub struct SpawnCmd {
     /// paths in it are relative to the file's directory.
     #[arg(long, value_name = "JOB.json")]
     pub file: Option<PathBuf>,
+    /// Spawn one task per line of FILE (`-`: stdin), each line a job object as in a job file;
+    /// every line is checked before any task is spawned. Prints the ids, one per line.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["file", "wait_ready", "shell", "argv"])]
+    pub many: Option<PathBuf>,
     /// Return only once the task is ready (--ready-fd or --notify), waiting at most TIMEOUT;
     /// exit 1 if it ends first, 124 if the time runs out (the task goes on).
     #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, require_equals = true,

@@ -12,6 +12,7 @@ mod args;
 mod cmd_control;
 mod cmd_group;
 mod cmd_ls;
+mod cmd_many;
 mod cmd_meta;
 mod cmd_output;
 mod cmd_remove;

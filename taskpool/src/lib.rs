@@ -40,6 +40,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bulk;
 mod client;
 pub mod cron;
 pub mod error;

@@ -628,7 +628,7 @@ impl Pool {
     }
 
     /// Every predecessor the plan names must exist.
-    fn check_predecessors(&self, spec: &Spec) -> Result<()> {
+    pub(crate) fn check_predecessors(&self, spec: &Spec) -> Result<()> {
         for id in spec.plan.predecessors() {
             if !self.record_path(id).exists() {
                 return Err(Error::new(
