@@ -444,6 +444,28 @@ pub struct OutputCmd {
     /// next --consume returns only newer output.
     #[arg(long, conflicts_with_all = ["run", "follow", "tail", "from"])]
     pub consume: bool,
+    /// Prefix each line with the time its first byte was read: RFC 3339 local time with
+    /// milliseconds (`2027-03-28T03:00:00.123+02:00 line`), or `relative` to the run's start
+    /// (`+1.250s line`).
+    #[arg(long, value_name = "FORM", num_args = 0..=1, require_equals = true,
+          default_missing_value = "absolute", conflicts_with_all = ["follow", "consume"])]
+    pub timestamps: Option<TimestampForm>,
+    /// Only the lines read at or after TIME: RFC 3339 (fractions allowed), HH:MM[:SS] (the
+    /// latest past one, local time), or a DURATION meaning that long ago.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["follow", "consume"])]
+    pub since: Option<String>,
+    /// Only the lines read at or before TIME (the forms of --since).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["follow", "consume"])]
+    pub until: Option<String>,
+}
+
+/// How `output --timestamps` shows a line's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimestampForm {
+    /// RFC 3339 local time with milliseconds and the offset.
+    Absolute,
+    /// Seconds since the run's start, with milliseconds (`+1.250s`).
+    Relative,
 }
 
 #[derive(Debug, Args)]

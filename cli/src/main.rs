@@ -22,6 +22,7 @@ mod cmd_spawn;
 mod cmd_wait;
 mod cmd_watch;
 mod options;
+mod output_times;
 mod parse;
 mod print;
 mod select;

@@ -65,6 +65,7 @@ pub mod signal;
 pub mod spawn;
 pub mod status;
 pub mod task;
+pub mod times;
 pub mod units;
 pub mod wire;
 

@@ -27,3 +27,4 @@ mod security;
 mod spawn_path;
 mod symlinks;
 mod times;
+mod timestamps;
