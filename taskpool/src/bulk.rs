@@ -6,7 +6,6 @@
 
 use crate::error::{Error, Result};
 use crate::pool::Pool;
-use crate::protocol::Launch;
 use crate::record::Spec;
 use crate::spawn::SpawnOptions;
 use crate::task::Task;
@@ -106,20 +105,6 @@ impl Pool {
                 return Err(e);
             }
         };
-        let launch = Launch {
-            id,
-            spec: Some(spec.clone()),
-            meta: opts.meta.clone(),
-            restart: false,
-            restore: false,
-            pool: None,
-        };
-        match self.finish_launch(starting, &launch) {
-            Ok((_, child)) => Ok(Task::with_child(self.clone(), id, child)),
-            Err(e) => {
-                self.unallocate(&[id]);
-                Err(e)
-            }
-        }
+        self.launch_new(starting, id, spec.clone(), &opts.meta)
     }
 }

@@ -610,10 +610,21 @@ impl Pool {
                 return Err(e);
             }
         };
+        self.launch_new(starting, id, spec, &opts.meta)
+    }
+
+    /// Hand the new task `id` to the supervisor `starting`; on failure its directory goes.
+    pub(crate) fn launch_new(
+        &self,
+        starting: Starting,
+        id: u64,
+        spec: Spec,
+        meta: &Map<String, Value>,
+    ) -> Result<Task> {
         let launch = Launch {
             id,
             spec: Some(spec),
-            meta: opts.meta.clone(),
+            meta: meta.clone(),
             restart: false,
             restore: false,
             pool: None,

@@ -7,6 +7,16 @@ use chrono::{DateTime, FixedOffset};
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
+/// Let a task blocked in `read x < FIFO` go on.
+fn release(fifo: &std::path::Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(fifo)
+        .unwrap()
+        .write_all(b"\n")
+        .unwrap();
+}
+
 /// A wall-clock window: (not before, not after).
 type Window = (DateTime<FixedOffset>, DateTime<FixedOffset>);
 
@@ -35,12 +45,7 @@ fn three_released_lines(tp: &TestPool) -> (u64, Vec<Window>) {
         // Not synchronisation: so that the lines' times differ by more than their resolution.
         std::thread::sleep(std::time::Duration::from_millis(5));
         let before = chrono::Local::now().fixed_offset();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&fifo)
-            .unwrap()
-            .write_all(b"\n")
-            .unwrap();
+        release(&fifo);
         for w in want {
             eq!(next(), *w);
         }
@@ -216,12 +221,7 @@ fn a_line_split_across_reads_takes_the_time_of_its_first_byte() {
     std::io::Read::read_exact(follow.stdout.as_mut().unwrap(), &mut first).unwrap();
     eq!(&first, b"start-");
     let released = chrono::Local::now().fixed_offset();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo)
-        .unwrap()
-        .write_all(b"\n")
-        .unwrap();
+    release(&fifo);
     tp.wait_ok(&id.to_string());
     assert!(follow.wait().unwrap().success());
     let out = stamped(&tp, id, &[]);
