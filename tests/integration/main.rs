@@ -26,3 +26,4 @@ mod security;
 mod spawn_path;
 mod symlinks;
 mod times;
+mod transitions;
