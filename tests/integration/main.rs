@@ -28,3 +28,4 @@ mod spawn_path;
 mod symlinks;
 mod times;
 mod timestamps;
+mod transitions;
