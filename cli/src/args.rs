@@ -222,6 +222,15 @@ pub struct SpawnArgs {
     /// (STATUS=… goes into meta `status`).
     #[arg(long)]
     pub notify: bool,
+    /// Run the task on a pseudo-terminal, for programs that colour or line-buffer only on a
+    /// terminal: its stdin, stdout and stderr are the terminal, its output one stream (stdout,
+    /// stderr merged), `send` types into it (`send --eof` types Ctrl-D), and `taskpool attach`
+    /// connects to it. Not with `--stdin null|FILE`.
+    #[arg(long)]
+    pub pty: bool,
+    /// The terminal's window size [default: 80x24]; implies --pty.
+    #[arg(long, value_name = "COLSxROWS", value_parser = parse::parse_pty_size)]
+    pub pty_size: Option<taskpool::pty::PtySize>,
     /// Keep the supervisor serving this long after the task ended.
     #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
     pub linger: Option<Duration>,

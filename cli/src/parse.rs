@@ -118,6 +118,12 @@ pub fn parse_stdin(s: &str) -> Result<Stdin, String> {
     })
 }
 
+/// `--pty-size COLSxROWS`.
+pub fn parse_pty_size(s: &str) -> Result<taskpool::pty::PtySize, String> {
+    s.parse()
+        .map_err(|e: taskpool::Error| e.message().to_owned())
+}
+
 /// `--behavior daemon|background|foreground`.
 pub fn behavior_parser() -> impl TypedValueParser<Value = Behavior> {
     PossibleValuesParser::new(["daemon", "background", "foreground"]).map(|s| match s.as_str() {

@@ -118,6 +118,7 @@ pub mod fd;
 pub mod hooks;
 pub mod launch;
 pub mod pagebuf;
+pub mod pty;
 pub mod ready;
 pub mod report;
 pub mod requests;
