@@ -108,6 +108,12 @@ pub enum Cmd {
     Resume(TaskCmd),
     /// Write to a task's standard input.
     Send(SendCmd),
+    /// Connect this terminal to a task's terminal (a task spawned with --pty).
+    ///
+    /// What you type goes to the task, its output comes here, and window size changes are
+    /// passed on. The detach key (Ctrl-] unless --detach-key says otherwise) leaves the task
+    /// running. When the task ends, attach ends with its status. Needs a terminal on stdin.
+    Attach(AttachCmd),
     /// Update a task's metadata (a JSON object), or print it.
     ///
     /// Each KEY=VALUE sets a key; VALUE is parsed as JSON when it parses (40, true, {"a":1}),
@@ -503,6 +509,16 @@ pub struct SendCmd {
     /// terminal and no TEXT is given, only close it.
     #[arg(long)]
     pub eof: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachCmd {
+    #[command(flatten)]
+    pub task: TaskArg,
+    /// The key that detaches (the task goes on): ctrl-X or ^X.
+    #[arg(long, value_name = "KEY", default_value = "ctrl-]",
+          value_parser = |s: &str| parse::parse_detach_key(s).map(|_| s.to_owned()))]
+    pub detach_key: String,
 }
 
 #[derive(Debug, Args)]
