@@ -307,16 +307,18 @@ fn on_close_stdin(core: &mut Core, c: &mut Client) {
         StdinSink::NotAPipe => c.queue(&Response::error(&stdin_closed(core))),
         // A terminal stays open: its end of file is a character typed (at the start of a line,
         // in canonical mode, a reader sees end of file).
-        _ if core.record.spec.pty.is_some() => {
-            if let Some(veof) = core.stdin.fd().map(crate::pty::veof) {
-                if core.stdin.queue(&[veof]) == 1 {
-                    core.stdin.flush();
-                    return c.queue(&Response::Ok);
-                }
+        _ if core.record.spec.pty.is_some() => match core.stdin.fd().map(crate::pty::veof) {
+            // The run is over: as with a pipe, there is nothing left to close.
+            None => c.queue(&Response::Ok),
+            Some(veof) if core.stdin.queue(&[veof]) == 1 => {
+                core.stdin.flush();
+                c.queue(&Response::Ok);
             }
-            // Closed, or its queue is full.
-            c.queue(&Response::error(&stdin_closed(core)));
-        }
+            Some(_) => c.queue(&Response::error_of(
+                ErrorKind::State,
+                format!("task {}: its terminal's input queue is full", core.id),
+            )),
+        },
         _ => {
             core.stdin.close_when_flushed();
             c.queue(&Response::Ok);
