@@ -506,7 +506,8 @@ pub struct SendCmd {
     pub no_newline: bool,
     /// Close the task's standard input afterwards (after TEXT, or after copying our standard
     /// input to its end: `taskpool send ID --eof < FILE`). When our standard input is a
-    /// terminal and no TEXT is given, only close it.
+    /// terminal and no TEXT is given, only close it. A task on a terminal (--pty) gets its
+    /// end-of-file character (Ctrl-D) typed instead, and its terminal stays open.
     #[arg(long)]
     pub eof: bool,
 }

@@ -328,7 +328,12 @@ fn on_close_stdin(core: &mut Core, c: &mut Client) {
 
 fn on_resize(core: &mut Core, c: &mut Client, size: PtySize) {
     let id = core.id;
-    let r = if core.record.spec.pty.is_none() {
+    let r = if size.cols == 0 || size.rows == 0 {
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("resize to {size}: columns and rows must be at least 1"),
+        ))
+    } else if core.record.spec.pty.is_none() {
         Err(Error::new(
             ErrorKind::State,
             format!("task {id} was not spawned with --pty: it has no terminal to resize"),

@@ -147,6 +147,14 @@ fn what_makes_no_sense_with_a_pty_is_refused_in_one_line() {
 
     let plain = tp.spawn(["--", "sleep", "30"]).to_string();
     refused(&["attach", &plain], 1, "not spawned with --pty");
+    let e = tp
+        .pool
+        .task(plain.parse().unwrap())
+        .unwrap()
+        .resize("90x20".parse().unwrap());
+    let e = e.unwrap_err();
+    eq!(e.kind(), taskpool::ErrorKind::State);
+    assert!(e.message().contains("no terminal to resize"), "{e}");
     let ended = tp.spawn(["--pty", "-c", "true"]).to_string();
     tp.wait_ok(&ended);
     refused(&["attach", &ended], 1, "has ended");
