@@ -247,16 +247,25 @@ impl Drop for Tmux {
     }
 }
 
+/// The shell command a tmux pane runs: `taskpool attach ID` (its pid written to `pidfile`),
+/// then what it exited with and whether the terminal is back in its normal (canonical) mode.
+fn attach_command(tp: &TestPool, id: u64, pidfile: &std::path::Path) -> String {
+    format!(
+        "sh -c 'echo $$ > {}; exec {} --pool {} attach {id}'; echo \"attach exited $?\"; \
+         stty -a | tr ' ;' '\\n\\n' | grep -qx icanon && echo terminal cooked again; exec cat",
+        pidfile.display(),
+        bin("taskpool").display(),
+        tp.dir.display()
+    )
+}
+
 #[test]
 fn attach_under_tmux_types_sees_the_echo_follows_a_resize_and_detaches_leaving_the_task() {
     let tp = TestPool::new();
     let script = "while read l; do case $l in size) stty size;; *) echo \"got:$l\";; esac; done";
     let id = tp.spawn(["--pty", "-c", script]);
-    let attach = format!(
-        "{} --pool '{}' attach {id}; echo \"attach exited $?\"; exec cat",
-        bin("taskpool").display(),
-        tp.dir.display()
-    );
+    let pidfile = tp.scratch().join("attach.pid");
+    let attach = attach_command(&tp, id, &pidfile);
     let Some(tmux) = Tmux::start(&attach) else {
         eprintln!("note: tmux is not installed; attach is not tested here");
         return;
@@ -278,6 +287,7 @@ fn attach_under_tmux_types_sees_the_echo_follows_a_resize_and_detaches_leaving_t
     tmux.wait_for("size\n40 120");
     tmux.keys(&["C-]"]);
     tmux.wait_for("attach exited 0");
+    tmux.wait_for("terminal cooked again");
     assert!(
         tmux.pane().contains("[detached from task"),
         "{}",
@@ -299,4 +309,37 @@ fn attach_under_tmux_types_sees_the_echo_follows_a_resize_and_detaches_leaving_t
         }
     }
     tp.ok(["terminate", &id.to_string()]);
+}
+
+#[test]
+fn attach_ends_with_the_task_and_a_signal_detaches_both_restoring_the_terminal() {
+    let tp = TestPool::new();
+    let pidfile = tp.scratch().join("attach.pid");
+    let id = tp.spawn(["--pty", "-c", "read l; echo \"bye $l\"; exit 7"]);
+    let Some(tmux) = Tmux::start(&attach_command(&tp, id, &pidfile)) else {
+        eprintln!("note: tmux is not installed; attach is not tested here");
+        return;
+    };
+    tmux.wait_for("[attached to task");
+    tmux.keys(&["now", "Enter"]);
+    tmux.wait_for("bye now");
+    tmux.wait_for(&format!("[task {id} ended: failure]"));
+    tmux.wait_for("attach exited 7");
+    tmux.wait_for("terminal cooked again");
+    drop(tmux);
+
+    let cat = tp.spawn(["--pty", "--", "cat"]);
+    let Some(tmux) = Tmux::start(&attach_command(&tp, cat, &pidfile)) else {
+        return;
+    };
+    tmux.wait_for("[attached to task");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM).unwrap();
+    tmux.wait_for("attach exited 0");
+    tmux.wait_for("terminal cooked again");
+    eq!(tp.info(cat)["state"], json!("running"));
 }
