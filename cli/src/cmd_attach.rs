@@ -210,7 +210,8 @@ fn window_size(fd: BorrowedFd) -> Option<PtySize> {
     })
 }
 
-/// Our terminal in raw mode while this lives; its modes are put back when dropped.
+/// Our terminal in raw mode while this lives; its modes are put back when dropped (and by a
+/// panic hook, should anything panic meanwhile).
 struct RawMode<'a> {
     fd: BorrowedFd<'a>,
     saved: Termios,
@@ -224,6 +225,14 @@ impl<'a> RawMode<'a> {
         termios::cfmakeraw(&mut raw);
         termios::tcsetattr(fd, SetArg::TCSANOW, &raw)
             .map_err(|e| anyhow!("setting the terminal to raw mode: {e}"))?;
+        // A panic (release builds abort, without running Drop) puts the modes back too.
+        let (raw_fd, modes) = (fd.as_raw_fd(), libc::termios::from(saved.clone()));
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // SAFETY: tcsetattr only reads the termios this closure owns.
+            unsafe { libc::tcsetattr(raw_fd, libc::TCSANOW, &modes) };
+            previous(info);
+        }));
         Ok(RawMode { fd, saved })
     }
 }
