@@ -1,8 +1,9 @@
 //! Accepting a task and starting its runs, once detached and inside the task's directory.
 //! [`accept`] takes the task's lock, builds or loads the record, stores it, listens on the socket
 //! and blocks the signals the event loop reads from a signalfd; [`start_run`] creates a run's
-//! directory and files, makes the pipes (or, with `--pty`, a terminal), and starts the command. What fails is undone: no socket,
-//! no run directory is left behind, and a restarted task's record is put back.
+//! directory and files, makes the pipes (or, with `--pty`, a terminal), and starts the command.
+//! What fails is undone: no socket, no run directory is left behind, and a restarted task's record
+//! is put back.
 
 use crate::capture::{Capture, CaptureFiles};
 use crate::child::{self, ChildStdio};
