@@ -108,6 +108,12 @@ pub enum Cmd {
     Resume(TaskCmd),
     /// Write to a task's standard input.
     Send(SendCmd),
+    /// Connect this terminal to a task's terminal (a task spawned with --pty).
+    ///
+    /// What you type goes to the task, its output comes here, and window size changes are
+    /// passed on. The detach key (Ctrl-] unless --detach-key says otherwise) leaves the task
+    /// running. When the task ends, attach ends with its status. Needs a terminal on stdin.
+    Attach(AttachCmd),
     /// Update a task's metadata (a JSON object), or print it.
     ///
     /// Each KEY=VALUE sets a key; VALUE is parsed as JSON when it parses (40, true, {"a":1}),
@@ -222,6 +228,15 @@ pub struct SpawnArgs {
     /// (STATUS=… goes into meta `status`).
     #[arg(long)]
     pub notify: bool,
+    /// Run the task on a pseudo-terminal, for programs that colour or line-buffer only on a
+    /// terminal: its stdin, stdout and stderr are the terminal, its output one stream (stdout,
+    /// stderr merged), `send` types into it (`send --eof` types Ctrl-D), and `taskpool attach`
+    /// connects to it. Not with `--stdin null|FILE`.
+    #[arg(long)]
+    pub pty: bool,
+    /// The terminal's window size [default: 80x24]; implies --pty.
+    #[arg(long, value_name = "COLSxROWS", value_parser = parse::parse_pty_size)]
+    pub pty_size: Option<taskpool::pty::PtySize>,
     /// Keep the supervisor serving this long after the task ended.
     #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration)]
     pub linger: Option<Duration>,
@@ -491,9 +506,20 @@ pub struct SendCmd {
     pub no_newline: bool,
     /// Close the task's standard input afterwards (after TEXT, or after copying our standard
     /// input to its end: `taskpool send ID --eof < FILE`). When our standard input is a
-    /// terminal and no TEXT is given, only close it.
+    /// terminal and no TEXT is given, only close it. A task on a terminal (--pty) gets its
+    /// end-of-file character (Ctrl-D) typed instead, and its terminal stays open.
     #[arg(long)]
     pub eof: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachCmd {
+    #[command(flatten)]
+    pub task: TaskArg,
+    /// The key that detaches (the task goes on): ctrl-X or ^X.
+    #[arg(long, value_name = "KEY", default_value = "ctrl-]",
+          value_parser = |s: &str| parse::parse_detach_key(s).map(|_| s.to_owned()))]
+    pub detach_key: String,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@
 //! status 0, as ripgrep does: the reader got what it wanted.
 
 mod args;
+mod cmd_attach;
 mod cmd_control;
 mod cmd_group;
 mod cmd_ls;
@@ -129,6 +130,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Pause(c) => cmd_control::pause(g, c),
         Cmd::Resume(c) => cmd_control::resume(g, c),
         Cmd::Send(c) => cmd_control::send(g, c),
+        Cmd::Attach(c) => cmd_attach::attach(g, c),
         Cmd::Terminate(c) => cmd_control::terminate(g, c),
         Cmd::Wait(c) => cmd_wait::wait(g, c),
         Cmd::Watch(c) => cmd_watch::watch(g, c),

@@ -72,6 +72,11 @@ impl SpawnArgs {
         if self.notify {
             o.readiness = Some(taskpool::ready::Readiness::Notify);
         }
+        if let Some(size) = self.pty_size {
+            o.pty = Some(size);
+        } else if self.pty && o.pty.is_none() {
+            o.pty = Some(Default::default());
+        }
         if self.linger.is_some() {
             o.linger = self.linger;
         }

@@ -118,6 +118,29 @@ pub fn parse_stdin(s: &str) -> Result<Stdin, String> {
     })
 }
 
+/// `attach --detach-key`: a control character, as `ctrl-X` or `^X` (X one of `@`, a letter,
+/// `[`, `\\`, `]`, `^`, `_`), returned as the byte the terminal sends for it.
+pub fn parse_detach_key(s: &str) -> Result<u8, String> {
+    let lower = s.to_ascii_lowercase();
+    let key = lower
+        .strip_prefix("ctrl-")
+        .or_else(|| lower.strip_prefix('^'))
+        .filter(|k| k.len() == 1)
+        .map(|k| k.as_bytes()[0].to_ascii_uppercase());
+    match key {
+        Some(k @ b'@'..=b'_') => Ok(k - b'@'),
+        _ => Err(format!(
+            "detach key {s:?}: expected a control key such as ctrl-] or ^A"
+        )),
+    }
+}
+
+/// `--pty-size COLSxROWS`.
+pub fn parse_pty_size(s: &str) -> Result<taskpool::pty::PtySize, String> {
+    s.parse()
+        .map_err(|e: taskpool::Error| e.message().to_owned())
+}
+
 /// `--behavior daemon|background|foreground`.
 pub fn behavior_parser() -> impl TypedValueParser<Value = Behavior> {
     PossibleValuesParser::new(["daemon", "background", "foreground"]).map(|s| match s.as_str() {

@@ -148,6 +148,7 @@ pub fn start(
             stdin: stdin.as_fd(),
             stdout: out.as_fd(),
             stderr: err.as_fd(),
+            terminal: false,
         },
         setup: Default::default(),
     };

@@ -27,7 +27,7 @@
 //! **First step** ([`state::Core::first_step`]). The task's plan is checked at its gate
 //! ([`state::gate`]): predecessors, start time, group slot, lock file. When nothing stands in the way
 //! the run starts at once ([`start::start_run`]: create `run-N/{stdout,stderr,chunks}`, make the
-//! pipes, start the command ([`child::spawn`]: a `CLONE_VFORK` child, as `posix_spawn` makes) in
+//! pipes (or, with `--pty`, a pseudo-terminal: [`pty`]), start the command ([`child::spawn`]: a `CLONE_VFORK` child, as `posix_spawn` makes) in
 //! its own process group with `PR_SET_PDEATHSIG`) and the
 //! reply is `ready`; when something does, the record is stored durably and the reply is
 //! `accepted` (the task is `queued`, `waiting` or `scheduled`). If anything fails, what was made is
@@ -102,6 +102,12 @@
 //!   discarded before a signalfd can see it.
 //! - **SIGCHLD coalesces**: one signal may stand for several exits, so every SIGCHLD reaps in a
 //!   `waitpid(-1, WNOHANG)` loop. As a subreaper the supervisor also reaps the task's orphans.
+//! - **A terminal's master reads `EIO`, not end of file**, once every process holding the slave
+//!   has closed it (`--pty`): the capture takes it as the end of the output. The supervisor opens
+//!   the slave with `O_NOCTTY` (it must never get a controlling terminal) and closes its copy once
+//!   the child has it; the child becomes a session leader (`setsid`) and takes the slave as its
+//!   controlling terminal (`TIOCSCTTY`), so the kernel's job control and SIGHUP work as in a
+//!   terminal window. A terminal cannot be spliced: its bytes take the copy path.
 //! - **A process group id names a group only while it has members.** The supervisor signals the
 //!   group (`kill(-pgid)`) while the run lasts and, after the end, only as long as a member
 //!   remains (`kill(-pgid, 0)`).
@@ -118,6 +124,7 @@ pub mod fd;
 pub mod hooks;
 pub mod launch;
 pub mod pagebuf;
+pub mod pty;
 pub mod ready;
 pub mod report;
 pub mod requests;

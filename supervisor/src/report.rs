@@ -190,6 +190,7 @@ pub(crate) mod tests {
                 nice: None,
                 oom_score_adj: None,
                 readiness: None,
+                pty: None,
             },
             meta: serde_json::json!({"owner": "ops"})
                 .as_object()

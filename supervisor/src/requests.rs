@@ -9,6 +9,7 @@ use crate::state::Core;
 use std::time::Duration;
 use taskpool::output::Cursor;
 use taskpool::protocol::{parse_request, Request, Response, SignalArg, Stream, MAX_FRAME};
+use taskpool::pty::PtySize;
 use taskpool::{Error, ErrorKind};
 
 /// Make all the progress possible for one client: answer buffered requests, move payload bytes,
@@ -158,6 +159,7 @@ fn dispatch(core: &mut Core, c: &mut Client, req: Request) {
         } => on_read(core, c, stream, offset, count, peek),
         Request::Write { len } => on_write(core, c, len),
         Request::CloseStdin => on_close_stdin(core, c),
+        Request::Resize { cols, rows } => on_resize(core, c, PtySize { cols, rows }),
         Request::Follow { from } => on_follow(core, c, from),
         Request::Wait => on_wait(c),
         Request::WaitReady => on_wait_ready(core, c),
@@ -303,11 +305,47 @@ fn on_close_stdin(core: &mut Core, c: &mut Client) {
     use crate::stdin::StdinSink;
     match core.stdin {
         StdinSink::NotAPipe => c.queue(&Response::error(&stdin_closed(core))),
+        // A terminal stays open: its end of file is a character typed (at the start of a line,
+        // in canonical mode, a reader sees end of file).
+        _ if core.record.spec.pty.is_some() => match core.stdin.fd().map(crate::pty::veof) {
+            // The run is over: as with a pipe, there is nothing left to close.
+            None => c.queue(&Response::Ok),
+            Some(veof) if core.stdin.queue(&[veof]) == 1 => {
+                core.stdin.flush();
+                c.queue(&Response::Ok);
+            }
+            Some(_) => c.queue(&Response::error_of(
+                ErrorKind::State,
+                format!("task {}: its terminal's input queue is full", core.id),
+            )),
+        },
         _ => {
             core.stdin.close_when_flushed();
             c.queue(&Response::Ok);
         }
     }
+}
+
+fn on_resize(core: &mut Core, c: &mut Client, size: PtySize) {
+    let id = core.id;
+    let r = if size.cols == 0 || size.rows == 0 {
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("resize to {size}: columns and rows must be at least 1"),
+        ))
+    } else if core.record.spec.pty.is_none() {
+        Err(Error::new(
+            ErrorKind::State,
+            format!("task {id} was not spawned with --pty: it has no terminal to resize"),
+        ))
+    } else if let Some(master) = core.stdin.fd() {
+        crate::pty::set_size(master, size)
+            .map(|()| Response::Ok)
+            .map_err(|e| Error::io(format!("task {id}: resizing its terminal"), e.into()))
+    } else {
+        Err(stdin_closed(core))
+    };
+    reply(c, r);
 }
 
 fn on_follow(core: &mut Core, c: &mut Client, from: u64) {

@@ -1,8 +1,9 @@
 //! Accepting a task and starting its runs, once detached and inside the task's directory.
 //! [`accept`] takes the task's lock, builds or loads the record, stores it, listens on the socket
 //! and blocks the signals the event loop reads from a signalfd; [`start_run`] creates a run's
-//! directory and files, makes the pipes, and starts the command. What fails is undone: no socket,
-//! no run directory is left behind, and a restarted task's record is put back.
+//! directory and files, makes the pipes (or, with `--pty`, a terminal), and starts the command.
+//! What fails is undone: no socket, no run directory is left behind, and a restarted task's record
+//! is put back.
 
 use crate::capture::{Capture, CaptureFiles};
 use crate::child::{self, ChildStdio};
@@ -138,6 +139,64 @@ pub fn start_run(pool: &Pool, record: &Record) -> Result<RunStart> {
     let mut made = MadeDir(None);
     let files = make_run_dir(&run_dir, &mut made)?;
     let spec = &record.spec;
+    let ends = match spec.pty {
+        Some(size) => terminal_ends(size)?,
+        None => pipe_ends(spec)?,
+    };
+    let stdio = ChildStdio {
+        stdin: ends.child[0].as_fd(),
+        stdout: ends.child[1].as_fd(),
+        stderr: ends.child[2].as_fd(),
+        terminal: spec.pty.is_some(),
+    };
+    let mut ready = spec
+        .readiness
+        .map(|how| crate::ready::Endpoint::new(how, &pool.task_dir(id), id))
+        .transpose()?;
+    let pid = child::start(spec, id, pool.path(), stdio, ready.as_ref())?;
+    if let Some(r) = &mut ready {
+        r.child_started();
+    }
+    // The child has its copies; the supervisor keeps none of the child's ends.
+    drop(ends.child);
+    made.0 = None;
+    let capture = Capture::new(
+        CaptureFiles {
+            stdout_pipe: ends.stdout,
+            stderr_pipe: ends.stderr,
+            terminal: spec.pty.is_some(),
+            stdout: files.stdout,
+            stderr: files.stderr,
+            chunks: files.chunks,
+            times: files.times,
+            log: files.log,
+        },
+        record.spec.buffer_size,
+        record.spec.log_max,
+    );
+    Ok(RunStart {
+        pid,
+        capture,
+        stdin: ends.sink,
+        ready,
+    })
+}
+
+/// A run's standard streams: the child's three, and the supervisor's ends of them.
+struct Ends {
+    /// The child's stdin, stdout and stderr (closed once it has started).
+    child: [OwnedFd; 3],
+    /// Where its output is read.
+    stdout: OwnedFd,
+    /// Where its stderr is read, when it is not merged into stdout.
+    stderr: Option<OwnedFd>,
+    /// Where `send` writes.
+    sink: StdinSink,
+}
+
+/// Pipes: one per output stream (one for both with `merge_stderr`), and stdin from a pipe,
+/// `/dev/null` or a file.
+fn pipe_ends(spec: &taskpool::record::Spec) -> Result<Ends> {
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = if spec.merge_stderr {
         (None, out_w.try_clone().map_err(|e| Error::io("pipe", e))?)
@@ -167,40 +226,27 @@ pub fn start_run(pool: &Pool, record: &Record) -> Result<RunStart> {
             (f.into(), StdinSink::NotAPipe)
         }
     };
-    let stdio = ChildStdio {
-        stdin: child_stdin.as_fd(),
-        stdout: out_w.as_fd(),
-        stderr: err_w.as_fd(),
-    };
-    let mut ready = spec
-        .readiness
-        .map(|how| crate::ready::Endpoint::new(how, &pool.task_dir(id), id))
-        .transpose()?;
-    let pid = child::start(spec, id, pool.path(), stdio, ready.as_ref())?;
-    if let Some(r) = &mut ready {
-        r.child_started();
-    }
-    // The child has its copies; the supervisor keeps none of the child's ends.
-    drop((child_stdin, out_w, err_w));
-    made.0 = None;
-    let capture = Capture::new(
-        CaptureFiles {
-            stdout_pipe: out_r,
-            stderr_pipe: err_r,
-            stdout: files.stdout,
-            stderr: files.stderr,
-            chunks: files.chunks,
-            times: files.times,
-            log: files.log,
-        },
-        record.spec.buffer_size,
-        record.spec.log_max,
-    );
-    Ok(RunStart {
-        pid,
-        capture,
-        stdin: sink,
-        ready,
+    Ok(Ends {
+        child: [child_stdin, out_w, err_w],
+        stdout: out_r,
+        stderr: err_r,
+        sink,
+    })
+}
+
+/// A pseudo-terminal (`--pty`): the slave is the child's stdin, stdout and stderr; the master
+/// (nonblocking) is read for the output, as one stream, and written by `send` (through a second
+/// descriptor of the same open file, so each side has its own owner).
+fn terminal_ends(size: taskpool::pty::PtySize) -> Result<Ends> {
+    let pair = crate::pty::open(size)?;
+    set_nonblocking(&pair.master)?;
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("pty", e));
+    let input = dup(&pair.master)?;
+    Ok(Ends {
+        child: [dup(&pair.slave)?, dup(&pair.slave)?, pair.slave],
+        stdout: pair.master,
+        stderr: None,
+        sink: StdinSink::pipe(input),
     })
 }
 

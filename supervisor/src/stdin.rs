@@ -2,10 +2,11 @@
 //! clients `write`, flushed into the pipe as the task reads, and closed on `close_stdin` once the
 //! queue is empty. The pipe's write end is nonblocking, so a task that never reads its stdin
 //! cannot block the supervisor; a full queue makes the supervisor stop reading from the writing
-//! client instead (back-pressure reaches the client, not the task or other clients).
+//! client instead (back-pressure reaches the client, not the task or other clients). On a
+//! terminal (`--pty`) the same queue is written into the terminal's master, as if typed.
 
 use nix::errno::Errno;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// The most bytes queued for the task's stdin.
 pub const QUEUE_MAX: usize = 4 << 20;
@@ -77,6 +78,15 @@ impl StdinSink {
             *closing = true;
         }
         self.flush();
+    }
+
+    /// The write end while it is open (on a terminal, the master: also where the window size
+    /// is set).
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            StdinSink::Open { pipe, .. } => Some(pipe.as_fd()),
+            _ => None,
+        }
     }
 
     /// The pipe, while the supervisor should wait for it to become writable.

@@ -66,6 +66,9 @@ pub struct Info {
     /// How the task tells it is ready, when it does (`--ready-fd`, `--notify`).
     #[serde(default)]
     pub readiness: Option<crate::ready::Readiness>,
+    /// The task runs on a pseudo-terminal of this size (`--pty`); `null` when it has pipes.
+    #[serde(default)]
+    pub pty: Option<crate::pty::PtySize>,
     /// The current or latest run has said it is ready.
     #[serde(default)]
     pub ready: bool,
@@ -151,6 +154,7 @@ impl Info {
             nice: rec.spec.nice,
             oom_score_adj: rec.spec.oom_score_adj,
             readiness: rec.spec.readiness,
+            pty: rec.spec.pty,
             ready: run.is_some_and(|r| r.ready_at.is_some()),
             ready_at: run.and_then(|r| r.ready_at),
             streams: run.map(|r| r.streams).unwrap_or_default(),

@@ -110,6 +110,11 @@ pub struct Job {
     /// `--notify`.
     #[serde(default)]
     pub notify: bool,
+    /// `--pty`: run on a pseudo-terminal (its stdin is the terminal: no `stdin` key with it).
+    #[serde(default)]
+    pub pty: bool,
+    /// `--pty-size`: the terminal's size, `"COLSxROWS"` (implies `pty`).
+    pub pty_size: Option<String>,
     /// Keep the supervisor serving this long after the end.
     pub linger: Option<Amount>,
     /// Grace between INT, TERM and KILL.
@@ -235,6 +240,15 @@ impl Job {
         if self.wait_lock && self.lockfile.is_none() {
             return Err(invalid("\"wait_lock\" needs \"lockfile\"".into()));
         }
+        let pty = match &self.pty_size {
+            Some(s) => Some(s.parse().map_err(|e: Error| e.context("pty_size"))?),
+            None => self.pty.then(crate::pty::PtySize::default),
+        };
+        if pty.is_some() && matches!(self.stdin, Some(Stdin::Null | Stdin::File(_))) {
+            return Err(invalid(
+                "\"pty\" and \"stdin\": a task on a terminal reads the terminal".into(),
+            ));
+        }
         let resolve = |p: &PathBuf| base_dir.join(p);
         let mut o = match command {
             Command::Shell(s) => SpawnOptions::shell(s),
@@ -281,6 +295,7 @@ impl Job {
             (None, true) => Some(crate::ready::Readiness::Notify),
             (None, false) => None,
         };
+        o.pty = pty;
         o.linger = self
             .linger
             .as_ref()

@@ -107,8 +107,17 @@ pub enum Request {
         /// How many raw bytes follow.
         len: u64,
     },
-    /// Close the task's stdin once queued bytes are written; reply `ok`.
+    /// Close the task's stdin once queued bytes are written; reply `ok`. On a terminal
+    /// (`--pty`) the terminal's end-of-file character (VEOF) is queued instead, and it stays open.
     CloseStdin,
+    /// Set the window size of the task's terminal (`--pty`); the kernel sends SIGWINCH to its
+    /// foreground process group when the size changes. Reply `ok`.
+    Resize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
     /// Subscribe to output and state events from combined offset `from` (default 0). The reply is
     /// a sequence of `data` and `state` messages ending with `end` once the task is over and
     /// every byte has been sent.
@@ -384,6 +393,10 @@ mod tests {
                 peek: false,
             },
             Request::Follow { from: 0 },
+            Request::Resize {
+                cols: 100,
+                rows: 30,
+            },
             Request::Terminate { grace_ms: None },
         ];
         for r in reqs {

@@ -124,6 +124,9 @@ pub struct Spec {
     /// How the task tells it is ready (`--ready-fd`, `--notify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<crate::ready::Readiness>,
+    /// Run the task on a pseudo-terminal of this size (`--pty`); see [`crate::pty`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pty: Option<crate::pty::PtySize>,
 }
 
 /// Per-stream byte counters: offsets are absolute positions in the stream.

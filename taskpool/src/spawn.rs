@@ -135,6 +135,8 @@ pub struct SpawnOptions {
     pub oom_score_adj: Option<i32>,
     /// How the task tells it is ready (see [`crate::ready`]).
     pub readiness: Option<crate::ready::Readiness>,
+    /// Run on a pseudo-terminal of this size (see [`crate::pty`]).
+    pub pty: Option<crate::pty::PtySize>,
 }
 
 impl SpawnOptions {
@@ -159,6 +161,7 @@ impl SpawnOptions {
             nice: None,
             oom_score_adj: None,
             readiness: None,
+            pty: None,
         }
     }
 
@@ -397,6 +400,14 @@ impl SpawnOptions {
         self
     }
 
+    /// Run the task on a pseudo-terminal of `size` (see [`crate::pty`]): its stdin, stdout and
+    /// stderr are the terminal, its output one stream (stdout). Its stdin cannot also be `null`
+    /// or a file.
+    pub fn pty(mut self, size: crate::pty::PtySize) -> Self {
+        self.pty = Some(size);
+        self
+    }
+
     /// Validate the options and resolve them into a [`Spec`]: the complete environment, an
     /// absolute working directory that exists.
     pub fn to_spec(&self) -> Result<Spec> {
@@ -424,6 +435,12 @@ impl SpawnOptions {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!("cwd {} does not exist or is not a directory", cwd.display()),
+            ));
+        }
+        if self.pty.is_some() && self.stdin != Stdin::Pipe {
+            return Err(invalid(
+                "--pty: the task's stdin is its terminal; it cannot also be null or a file (--stdin)"
+                    .into(),
             ));
         }
         if let Stdin::File(p) = &self.stdin {
@@ -483,6 +500,7 @@ impl SpawnOptions {
             nice: self.nice,
             oom_score_adj: self.oom_score_adj,
             readiness: self.readiness,
+            pty: self.pty,
         })
     }
 }

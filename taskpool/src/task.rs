@@ -230,9 +230,19 @@ impl Task {
         Ok(())
     }
 
-    /// Close the task's stdin once what was written has been delivered.
+    /// Close the task's stdin once what was written has been delivered. On a terminal (`--pty`)
+    /// this types its end-of-file character (VEOF, normally Ctrl-D) instead.
     pub fn close_stdin(&self) -> Result<()> {
         self.live_request(&Request::CloseStdin, &[]).map(drop)
+    }
+
+    /// Set the window size of the task's terminal (a task spawned with `--pty`).
+    pub fn resize(&self, size: crate::pty::PtySize) -> Result<()> {
+        let req = Request::Resize {
+            cols: size.cols,
+            rows: size.rows,
+        };
+        self.live_request(&req, &[]).map(drop)
     }
 
     /// Read output. A live task's current run is asked of its supervisor when consuming or when

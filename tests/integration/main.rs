@@ -20,6 +20,7 @@ mod library;
 mod limits;
 mod output;
 mod output_splice;
+mod pty;
 mod queue;
 mod queue_more;
 mod ready;

@@ -1,5 +1,5 @@
 //! The copy path of output capture, the fall-back when splicing fails (a full disk, an I/O
-//! error, a filesystem that cannot splice): bytes are `read` into the supervisor's buffer,
+//! error, a filesystem that cannot splice), and the only path for a terminal (`--pty`): bytes are `read` into the supervisor's buffer,
 //! written to the file with `pwrite`, and kept in a [`Ring`] that starts where splicing stopped.
 //! Once a write fails, the file stops growing and the ring keeps the newest bytes.
 
@@ -38,7 +38,9 @@ impl StreamCapture {
                 Ok(n) => return Moved::Bytes(n),
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return Moved::Nothing,
-                Err(_) => return Moved::Eof, // treat a broken pipe as its end
+                // A broken pipe is its end; so is EIO on a terminal's master once the task's
+                // side is closed by every process that held it.
+                Err(_) => return Moved::Eof,
             }
         }
     }

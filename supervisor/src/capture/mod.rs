@@ -1,4 +1,5 @@
-//! Output capture: the read ends of the task's stdout and stderr pipes, and where their bytes go.
+//! Output capture: the read ends of the task's stdout and stderr pipes (or of its terminal's
+//! master, with `--pty`: one stream, always copied), and where their bytes go.
 //! This file holds the streams, their counters, the `chunks` entries and the log cap; the two
 //! ways bytes reach a file are beside it: `splice.rs` (the normal path) and `copy.rs` (the
 //! fall-back into a [`Ring`]).
@@ -76,13 +77,14 @@ pub struct StreamCapture {
 }
 
 impl StreamCapture {
-    fn new(pipe: Option<OwnedFd>, file: File, buffer_size: u64) -> StreamCapture {
+    fn new(pipe: Option<OwnedFd>, file: File, buffer_size: u64, terminal: bool) -> StreamCapture {
         // The run's files are opened for appending, which splice refuses: write at explicit
         // offsets instead. If that cannot be changed, copy (a `pwrite` on an append-only file
-        // appends, which is the same place, since the file only ever grows at its end).
+        // appends, which is the same place, since the file only ever grows at its end). A
+        // terminal cannot be spliced from: its bytes are copied from the start.
         let route = match unappend(&file) {
-            Ok(()) => Route::Splice,
-            Err(_) => Route::Copy(Ring::at(ring_cap(buffer_size), 0)),
+            Ok(()) if !terminal => Route::Splice,
+            _ => Route::Copy(Ring::at(ring_cap(buffer_size), 0)),
         };
         StreamCapture {
             pipe,
@@ -93,7 +95,8 @@ impl StreamCapture {
             end: 0,
             unstored: 0,
             consumed: 0,
-            grown: false,
+            // A terminal has no pipe capacity to grow.
+            grown: terminal,
             relay: None,
         }
     }
@@ -207,8 +210,11 @@ pub struct Capture {
 pub struct CaptureFiles {
     /// Read end of the stdout pipe.
     pub stdout_pipe: OwnedFd,
-    /// Read end of the stderr pipe (`None` with `merge_stderr`).
+    /// Read end of the stderr pipe (`None` with `merge_stderr`, or on a terminal).
     pub stderr_pipe: Option<OwnedFd>,
+    /// `stdout_pipe` is a terminal's master (`--pty`): copied, never spliced; its `EIO` once the
+    /// task's side is closed is its end of file.
+    pub terminal: bool,
     /// The run's `stdout` file.
     pub stdout: File,
     /// The run's `stderr` file.
@@ -227,8 +233,13 @@ impl Capture {
     /// punch into the newest bytes).
     pub fn new(files: CaptureFiles, buffer_size: u64, log_max: Option<u64>) -> Capture {
         Capture {
-            stdout: StreamCapture::new(Some(files.stdout_pipe), files.stdout, buffer_size),
-            stderr: StreamCapture::new(files.stderr_pipe, files.stderr, buffer_size),
+            stdout: StreamCapture::new(
+                Some(files.stdout_pipe),
+                files.stdout,
+                buffer_size,
+                files.terminal,
+            ),
+            stderr: StreamCapture::new(files.stderr_pipe, files.stderr, buffer_size, false),
             chunks: files.chunks,
             combined_end: 0,
             combined_consumed: 0,

@@ -35,6 +35,7 @@ fn run(name: &str, buffer: u64, log_max: Option<u64>) -> Run {
     let files = CaptureFiles {
         stdout_pipe: r,
         stderr_pipe: None,
+        terminal: false,
         stdout: open("stdout"),
         stderr: open("stderr"),
         chunks: open("chunks"),

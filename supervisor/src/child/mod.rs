@@ -9,7 +9,8 @@
 //! makes async-signal-safe system calls only. It resets every signal disposition to the default
 //! and empties its signal mask (the supervisor blocks the signals it reads from a signalfd, and
 //! the task must inherit neither that nor signals ignored by whoever started the supervisor),
-//! enters a process group of its own, takes its standard streams, changes directory, and
+//! enters a process group of its own (a session of its own, with the terminal as its controlling
+//! terminal, for a task on a pty), takes its standard streams, changes directory, and
 //! searches `PATH` (the task's) as `execvp` does, a file without a `#!` line running under
 //! `/bin/sh`. A failure's `errno` comes back through the shared memory, so a missing program is a
 //! spawn error here rather than an exit code 127 later.
@@ -98,6 +99,9 @@ pub struct ChildStdio<'a> {
     pub stdout: BorrowedFd<'a>,
     /// Its standard error.
     pub stderr: BorrowedFd<'a>,
+    /// The three are a terminal (`--pty`): the child starts a session of its own (instead of
+    /// only a process group) and makes the terminal its controlling terminal.
+    pub terminal: bool,
 }
 
 /// A program to start with [`spawn`].
@@ -131,6 +135,8 @@ struct Shared {
     envp: Vec<*const libc::c_char>,
     cwd: CString,
     fds: [libc::c_int; 3],
+    /// `setsid` and `TIOCSCTTY` on stdin instead of `setpgid`.
+    terminal: bool,
     parent: libc::pid_t,
     /// Limits, priority and OOM score, as the child sets them.
     setup: InChild,
@@ -207,6 +213,7 @@ pub fn spawn(exec: &Exec) -> std::io::Result<Pid> {
         envp,
         cwd: cstring(exec.cwd.as_os_str().as_bytes())?,
         fds,
+        terminal: exec.stdio.terminal,
         parent: nix::unistd::getpid().as_raw(),
         setup: InChild::of(&exec.setup),
         ready_fd: exec.setup.ready_fd,
@@ -290,13 +297,24 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if libc::getppid() != s.parent {
             libc::_exit(127);
         }
-        if libc::setpgid(0, 0) != 0 {
+        // A session leader also leads a process group of the same id, so the group is
+        // signalled alike either way.
+        let grouped = if s.terminal {
+            libc::setsid()
+        } else {
+            libc::setpgid(0, 0)
+        };
+        if grouped < 0 {
             fail(s);
         }
         for (target, &fd) in s.fds.iter().enumerate() {
             if libc::dup2(fd, target as libc::c_int) < 0 {
                 fail(s);
             }
+        }
+        // The session has no controlling terminal yet: stdin becomes it.
+        if s.terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+            fail(s);
         }
         if let Some((ours, its)) = s.ready_fd {
             // dup2 onto itself keeps close-on-exec: clear it instead.
