@@ -339,6 +339,9 @@ impl Supervisor {
         for c in self.clients.iter_mut() {
             c.last_words();
         }
-        0
+        match self.core.record.status() {
+            Some(s) if s.is_ok() => 0,
+            _ => 1,
+        }
     }
 }

@@ -130,8 +130,9 @@ pub mod waker;
 use taskpool::protocol::LaunchReply;
 use taskpool::record::Behavior;
 
-/// Run the supervisor; returns the process exit code (0 after a run, 1 when the task could not be
-/// started).
+/// Run the supervisor; returns the process exit code: 0 when the task ended `success` or
+/// `warning`, 1 otherwise (it failed, was killed, timed out, was skipped, or could not be
+/// started). A scheduler's `afterok` dependency means what `--after` means because of this.
 pub fn main() -> i32 {
     close_inherited_fds();
     let orders = match launch::read_orders() {
@@ -148,6 +149,16 @@ pub fn main() -> i32 {
     if let Err(e) = std::env::set_current_dir(&dir) {
         return fail(&taskpool::Error::path(&dir, e).context(format!("task {}", orders.launch.id)));
     }
+    let in_job = orders.in_job;
+    let fail = |e: &taskpool::Error| {
+        if in_job {
+            // Nobody reads a reply: the job's output file (Slurm's) is where this goes.
+            note(&format!("task {}: {}", orders.launch.id, e.message()));
+            1
+        } else {
+            fail(e)
+        }
+    };
     let accepted = match start::accept(&orders) {
         Ok(a) => a,
         Err(e) => return fail(&e),
@@ -173,7 +184,9 @@ pub fn main() -> i32 {
         }
     };
     undo.disarm();
-    launch::reply(&reply);
+    if !in_job {
+        launch::reply(&reply);
+    }
     launch::release_stdio(orders.behavior == Behavior::Foreground);
     let (watch, gone) = match leader {
         launch::Leader::Watch(fd) => (Some(fd), false),

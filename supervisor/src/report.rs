@@ -190,6 +190,8 @@ pub(crate) mod tests {
                 nice: None,
                 oom_score_adj: None,
                 readiness: None,
+                engine: Default::default(),
+                slurm_args: Vec::new(),
             },
             meta: serde_json::json!({"owner": "ops"})
                 .as_object()
@@ -205,6 +207,7 @@ pub(crate) mod tests {
             overlaps: 0,
             report: None,
             lost_from: None,
+            job: None,
         }
     }
 

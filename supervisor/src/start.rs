@@ -100,7 +100,11 @@ pub fn accept(orders: &Orders) -> Result<Accepted> {
     let pool = &orders.pool;
     let id = orders.launch.id;
     let mut undo = Undo::default();
-    let lock = take_task_lock(id)?;
+    let lock = if orders.in_job {
+        wait_task_lock(id)?
+    } else {
+        take_task_lock(id)?
+    };
     let mut record = initial_record(orders)?;
     let me = std::process::id();
     // Whoever finds the socket, or the task's environment, must find a live record: store it
@@ -115,6 +119,9 @@ pub fn accept(orders: &Orders) -> Result<Accepted> {
     record.supervisor_pid = Some(me as i32);
     record.reason = None;
     record.lost_from = None;
+    if orders.in_job {
+        in_job_record(&mut record);
+    }
     undo.record = Some((record_path.clone(), previous));
     record.store(&record_path, false)?;
     let listener = listen(pool.shared_gid().is_some(), &mut undo)?;
@@ -215,6 +222,36 @@ impl Drop for MadeDir {
     }
 }
 
+/// In a scheduler's job: the task's lock, once its submitter (which holds it while it
+/// submits and records the job id) lets go.
+fn wait_task_lock(id: u64) -> Result<File> {
+    let f = taskpool::lock::open(Path::new("lock"), true)
+        .map_err(|e| Error::io(format!("task {id}: lock"), e))?;
+    taskpool::lock::lock_ofd_wait(&f)?;
+    Ok(f)
+}
+
+/// Fill in the job's node (and its id, should the submitter not have recorded it) from the
+/// scheduler's environment.
+fn in_job_record(record: &mut Record) {
+    let job = record.job.get_or_insert_with(Default::default);
+    if job.job_id.is_none() {
+        job.job_id = std::env::var("SLURM_JOB_ID")
+            .ok()
+            .and_then(|s| s.parse().ok());
+    }
+    job.node = std::env::var("SLURMD_NODENAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        });
+    job.state = None;
+    job.reason = None;
+}
+
 fn take_task_lock(id: u64) -> Result<File> {
     let f = taskpool::lock::open(Path::new("lock"), true)
         .map_err(|e| Error::io(format!("task {id}: lock"), e))?;
@@ -256,10 +293,21 @@ fn initial_record(orders: &Orders) -> Result<Record> {
             overlaps: 0,
             report: None,
             lost_from: None,
+            job: None,
         });
     }
     let path = orders.pool.record_path(l.id);
     let mut rec = Record::load(&path)?;
+    if orders.in_job && !rec.state.is_live() {
+        return Err(Error::new(
+            ErrorKind::State,
+            format!(
+                "task {} is {} already; its job has nothing to run",
+                l.id,
+                rec.state.as_str()
+            ),
+        ));
+    }
     if l.restore {
         // Lost (or said live, its supervisor gone: we hold the lock now): carried on as it was.
         return Ok(rec);
