@@ -74,7 +74,7 @@ pub(crate) fn merge(
                 } else {
                     format!(": predecessor {}", failed.join(", "))
                 };
-                format!("Slurm cancelled job {job_id}: DependencyNeverSatisfied{named}")
+                format!("Slurm cancelled job {job_id} (DependencyNeverSatisfied){named}")
             }
             _ if v.state == "CANCELLED" => {
                 format!("Slurm job {job_id} was cancelled while pending: {said}")

@@ -25,6 +25,12 @@ pub struct Task {
     child: Mutex<Option<std::process::Child>>,
 }
 
+/// How often a scheduler task that cannot be reached through its socket (its job is pending, or
+/// runs on another node) is looked at again while waiting: its record, and one scheduler query.
+pub const SCHEDULER_POLL: Duration = Duration::from_millis(500);
+/// How long a cancel through the scheduler waits for the task's record to show the end.
+const SCHEDULER_CANCEL_WAIT: Duration = Duration::from_secs(60);
+
 /// What to read with [`Task::read`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadOptions {
@@ -146,6 +152,16 @@ impl Task {
             Ok(Response::Info { info }) => Ok(*info),
             Ok(other) => Err(unexpected(self.id, &other)),
             Err(e) if e.kind() == ErrorKind::State => Ok(Info::from_record(&self.record()?)),
+            Err(e) if e.kind() == ErrorKind::Unreachable => {
+                // A scheduler task not started yet, or on another node: its record, merged with
+                // the scheduler's view.
+                let rec = self.record()?;
+                if rec.spec.engine.is_scheduler() {
+                    Ok(Info::from_record(&rec))
+                } else {
+                    Err(e)
+                }
+            }
             Err(e) => Err(e),
         }
     }
@@ -193,13 +209,63 @@ impl Task {
 
     /// Send `signal` to the task's process group.
     pub fn kill(&self, signal: Signal) -> Result<()> {
-        self.live_request(
+        match self.live_request(
             &Request::Signal {
                 signal: SignalArg::Name(signal.as_str().to_owned()),
             },
             &[],
-        )
-        .map(drop)
+        ) {
+            Err(e) if e.kind() == ErrorKind::Unreachable => self.through_scheduler(e, true),
+            r => r.map(drop),
+        }
+    }
+
+    /// A scheduler task whose supervisor cannot be reached from here (it has not started, or
+    /// runs on another node): cancel its job (a pending job then never runs), and confirm by the
+    /// task's state, since the scheduler's cancel succeeds even for a job it does not know.
+    /// Signals cannot be relayed to a running supervisor on another node through Slurm's
+    /// commands (docs/slurm.md says how it is to be done); only a terminate cancels it then.
+    fn through_scheduler(&self, unreachable: Error, is_kill: bool) -> Result<()> {
+        let rec = self.record()?;
+        let job = rec.job.as_ref().and_then(|j| j.job_id);
+        let (true, Some(job)) = (rec.spec.engine.is_scheduler(), job) else {
+            return Err(unreachable);
+        };
+        if !rec.state.is_live() {
+            return Ok(());
+        }
+        let pending = rec.state.is_deferred() && rec.supervisor_pid.is_none();
+        if is_kill && !pending {
+            let node = rec.job.as_ref().and_then(|j| j.node.clone());
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                format!(
+                    "task {} runs under Slurm job {job} on {}: its socket cannot be reached from here, and a signal cannot be relayed to it through Slurm (terminate cancels the job)",
+                    self.id,
+                    node.as_deref().unwrap_or("another node")
+                ),
+            ));
+        }
+        rec.spec.engine.cancel(job)?;
+        let deadline = Instant::now() + SCHEDULER_CANCEL_WAIT;
+        loop {
+            let rec = self.record()?;
+            if !rec.state.is_live() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "Slurm job {job} was cancelled, but task {} is still {} after {} s",
+                        self.id,
+                        rec.state.as_str(),
+                        SCHEDULER_CANCEL_WAIT.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(SCHEDULER_POLL);
+        }
     }
 
     /// Stop the task's process group (SIGSTOP); its state becomes `paused`.
@@ -256,7 +322,18 @@ impl Task {
                 count: Some(count.min(MAX_FRAME)),
                 peek: opts.peek,
             };
-            let mut c = self.connect()?;
+            let mut c = match self.connect() {
+                Ok(c) => c,
+                // A scheduler task on another node: its files.
+                Err(e) if e.kind() == ErrorKind::Unreachable && rec.spec.engine.is_scheduler() => {
+                    return self.read(&ReadOptions {
+                        offset: Some(opts.offset.unwrap_or(0)),
+                        peek: true,
+                        ..*opts
+                    })
+                }
+                Err(e) => return Err(e),
+            };
             if let Response::Data { offset, .. } = c.request(&req, &[])? {
                 return Ok(Chunk {
                     offset,
@@ -336,7 +413,14 @@ impl Task {
                 Some(left.map_or(self.pool.timeout(), |l| l.min(self.pool.timeout())));
             let mut c = match Conn::open(&self.pool, self.id, connect_timeout) {
                 Ok(c) => c,
-                Err(e) if e.kind() == ErrorKind::Unreachable => continue,
+                Err(e) if e.kind() == ErrorKind::Unreachable => {
+                    if rec.spec.engine.is_scheduler() {
+                        // Not started yet, or on another node: nothing here to wait on but the
+                        // record and the scheduler, looked at a modest interval apart.
+                        std::thread::sleep(left.map_or(SCHEDULER_POLL, |l| l.min(SCHEDULER_POLL)));
+                    }
+                    continue;
+                }
                 Err(e)
                     if e.kind() == ErrorKind::Timeout
                         && left.is_some_and(|l| l <= self.pool.timeout()) =>
@@ -396,7 +480,13 @@ impl Task {
                 Some(left.map_or(self.pool.timeout(), |l| l.min(self.pool.timeout())));
             let mut c = match Conn::open(&self.pool, self.id, connect_timeout) {
                 Ok(c) => c,
-                Err(e) if e.kind() == ErrorKind::Unreachable => continue,
+                Err(e) if e.kind() == ErrorKind::Unreachable => {
+                    if rec.spec.engine.is_scheduler() {
+                        // As in `wait_timeout`: nothing to block on but the record.
+                        std::thread::sleep(left.map_or(SCHEDULER_POLL, |l| l.min(SCHEDULER_POLL)));
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == ErrorKind::Timeout && left.is_some() => return Ok(None),
                 Err(e) => return Err(e),
             };
@@ -448,7 +538,11 @@ impl Task {
                     // The connection closes when the supervisor exits.
                     while let Ok(Some(_)) = c.recv() {}
                 }
-                Err(e) if e.kind() == ErrorKind::Unreachable => {}
+                Err(e) if e.kind() == ErrorKind::Unreachable => {
+                    if rec.state.is_live() && rec.spec.engine.is_scheduler() {
+                        self.through_scheduler(e, false)?;
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
