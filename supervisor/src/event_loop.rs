@@ -253,6 +253,8 @@ impl Supervisor {
                     let why = format!("terminated: the supervisor received {}", s.as_str());
                     self.core.terminate(None, &why);
                 }
+                // Only a supervisor in a scheduler's job reads it (see `control`).
+                Ok(Signal::SIGUSR2) => crate::control::take(&mut self.core),
                 _ => {}
             }
         }

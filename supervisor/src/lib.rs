@@ -113,6 +113,7 @@
 pub mod capture;
 pub mod child;
 pub mod clients;
+pub mod control;
 pub mod event_loop;
 pub mod fd;
 pub mod hooks;

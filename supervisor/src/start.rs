@@ -115,6 +115,9 @@ pub fn accept(orders: &Orders) -> Result<Accepted> {
     } else {
         None
     };
+    // Before the record says the supervisor is here: a wake (SIGUSR2 in a scheduler's job) sent
+    // once it does must not kill it.
+    let signals = block_signals(orders.in_job)?;
     record.state = State::Running;
     record.supervisor_pid = Some(me as i32);
     record.reason = None;
@@ -125,7 +128,7 @@ pub fn accept(orders: &Orders) -> Result<Accepted> {
     undo.record = Some((record_path.clone(), previous));
     record.store(&record_path, false)?;
     let listener = listen(pool.shared_gid().is_some(), &mut undo)?;
-    let signals = block_signals()?;
+
     Ok(Accepted {
         pool: pool.clone(),
         record,
@@ -427,7 +430,7 @@ fn listen(shared: bool, undo: &mut Undo) -> Result<OwnedFd> {
 /// Block the signals the loop handles and read them from a signalfd instead. SIGPIPE is blocked
 /// too (writes to a closed pipe or socket return EPIPE). The child's mask is reset before exec
 /// ([`child::start`]).
-fn block_signals() -> Result<SignalFd> {
+fn block_signals(in_job: bool) -> Result<SignalFd> {
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -436,6 +439,10 @@ fn block_signals() -> Result<SignalFd> {
         Signal::SIGHUP,
     ] {
         set.add(s);
+    }
+    if in_job {
+        // The wake of a control request from another node (`control`).
+        set.add(Signal::SIGUSR2);
     }
     for s in set.iter() {
         // An inherited SIG_IGN would discard the signal before the signalfd sees it (and an

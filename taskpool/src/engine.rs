@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::OsString;
 
+/// How often a scheduler task that cannot be reached through its socket (its job is pending, or
+/// runs on another node) is looked at again while waiting or following: its record, its files,
+/// and one scheduler query.
+pub const SCHEDULER_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Who starts a task's supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,6 +95,17 @@ impl Engine {
         match self {
             Engine::Local => Err(not_a_scheduler()),
             Engine::Slurm => crate::slurm::scancel(job),
+        }
+    }
+}
+
+impl Engine {
+    /// Wake the supervisor running in `job` to take a control request (SIGUSR2 to the batch
+    /// script's process, which is the supervisor).
+    pub fn wake(self, job: u64) -> Result<()> {
+        match self {
+            Engine::Local => Err(not_a_scheduler()),
+            Engine::Slurm => crate::slurm::scancel_batch(job, "USR2"),
         }
     }
 }

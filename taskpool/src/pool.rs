@@ -280,6 +280,17 @@ impl Pool {
         self.task_dir(id).join("lock")
     }
 
+    /// A control request for a scheduler task's supervisor from another node (see
+    /// [`crate::engine`]): one request line, then SIGUSR2 through the scheduler.
+    pub fn control_path(&self, id: u64) -> PathBuf {
+        self.task_dir(id).join("control")
+    }
+
+    /// The supervisor's reply to the control request: one response line.
+    pub fn control_reply_path(&self, id: u64) -> PathBuf {
+        self.task_dir(id).join("control.reply")
+    }
+
     /// A task's socket (the seed's `socketPath`).
     pub fn socket_path(&self, id: u64) -> PathBuf {
         self.task_dir(id).join("sock")

@@ -142,6 +142,19 @@ pub fn scancel(job: u64) -> Result<()> {
     run("scancel", &[job.to_string().into()]).map(drop)
 }
 
+/// `scancel --batch --signal=SIG JOB`: signal the batch script's process (the supervisor) only.
+pub fn scancel_batch(job: u64, signal: &str) -> Result<()> {
+    run(
+        "scancel",
+        &[
+            "--batch".into(),
+            format!("--signal={signal}").into(),
+            job.to_string().into(),
+        ],
+    )
+    .map(drop)
+}
+
 /// Quote `s` for `/bin/sh`: in single quotes, each `'` written as `'\''`.
 pub fn sh_quote(s: &[u8]) -> Vec<u8> {
     let mut q = Vec::with_capacity(s.len() + 2);

@@ -716,6 +716,15 @@ impl Pool {
                 ),
             ));
         }
+        if rec.spec.engine.is_scheduler() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "task {id} is a {} task: restart is not supported for it (spawn it again)",
+                    rec.spec.engine.as_str()
+                ),
+            ));
+        }
         // The previous run's supervisor may still be exiting, or lingering: wait for it (tell a
         // lingering one to go) so the new one can take the task's lock.
         let lock_path = self.lock_path(id);
@@ -755,7 +764,8 @@ impl Pool {
                 continue;
             };
             let recurring = rec.spec.plan.repeat.is_some();
-            if !(from.is_deferred() || recurring) {
+            // A scheduler task's supervisor is its job's to start, never ours.
+            if !(from.is_deferred() || recurring) || rec.spec.engine.is_scheduler() {
                 continue;
             }
             let launch = Launch {

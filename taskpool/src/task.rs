@@ -3,6 +3,7 @@
 //! hang); everything about an ended task is answered from its record and output files.
 
 use crate::client::Conn;
+use crate::engine::SCHEDULER_POLL;
 use crate::error::{Error, ErrorKind, Result};
 pub use crate::follow::{Event, Follow};
 use crate::info::Info;
@@ -25,11 +26,12 @@ pub struct Task {
     child: Mutex<Option<std::process::Child>>,
 }
 
-/// How often a scheduler task that cannot be reached through its socket (its job is pending, or
-/// runs on another node) is looked at again while waiting: its record, and one scheduler query.
-pub const SCHEDULER_POLL: Duration = Duration::from_millis(500);
 /// How long a cancel through the scheduler waits for the task's record to show the end.
 const SCHEDULER_CANCEL_WAIT: Duration = Duration::from_secs(60);
+/// How long a control request waits for the supervisor's reply.
+const CONTROL_REPLY_WAIT: Duration = Duration::from_secs(10);
+/// How often the reply to a control request is looked for.
+const CONTROL_POLL: Duration = Duration::from_millis(50);
 
 /// What to read with [`Task::read`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,17 +217,23 @@ impl Task {
             },
             &[],
         ) {
-            Err(e) if e.kind() == ErrorKind::Unreachable => self.through_scheduler(e, true),
+            Err(e) if e.kind() == ErrorKind::Unreachable => self.through_scheduler(
+                e,
+                Request::Signal {
+                    signal: SignalArg::Name(signal.as_str().to_owned()),
+                },
+            ),
             r => r.map(drop),
         }
     }
 
-    /// A scheduler task whose supervisor cannot be reached from here (it has not started, or
-    /// runs on another node): cancel its job (a pending job then never runs), and confirm by the
-    /// task's state, since the scheduler's cancel succeeds even for a job it does not know.
-    /// Signals cannot be relayed to a running supervisor on another node through Slurm's
-    /// commands (docs/slurm.md says how it is to be done); only a terminate cancels it then.
-    fn through_scheduler(&self, unreachable: Error, is_kill: bool) -> Result<()> {
+    /// A scheduler task whose supervisor cannot be reached from here: its job is pending, or
+    /// it runs on another node. A pending job is cancelled for a signal or a terminate (it then
+    /// never runs); a running supervisor is sent `req` as a control request (the request in the
+    /// task's `control` file, then SIGUSR2 through the scheduler; see [`crate::engine`]) and its
+    /// reply read from `control.reply`. The outcome is confirmed by the task's state or the
+    /// reply, since the scheduler's commands succeed even for a job they do not know.
+    fn through_scheduler(&self, unreachable: Error, req: Request) -> Result<()> {
         let rec = self.record()?;
         let job = rec.job.as_ref().and_then(|j| j.job_id);
         let (true, Some(job)) = (rec.spec.engine.is_scheduler(), job) else {
@@ -234,19 +242,69 @@ impl Task {
         if !rec.state.is_live() {
             return Ok(());
         }
+        let engine = rec.spec.engine;
         let pending = rec.state.is_deferred() && rec.supervisor_pid.is_none();
-        if is_kill && !pending {
-            let node = rec.job.as_ref().and_then(|j| j.node.clone());
-            return Err(Error::new(
-                ErrorKind::Unreachable,
-                format!(
-                    "task {} runs under Slurm job {job} on {}: its socket cannot be reached from here, and a signal cannot be relayed to it through Slurm (terminate cancels the job)",
-                    self.id,
-                    node.as_deref().unwrap_or("another node")
-                ),
-            ));
+        if pending {
+            if matches!(req, Request::Pause | Request::Resume) {
+                return Err(Error::new(
+                    ErrorKind::State,
+                    format!(
+                        "task {} is {} (Slurm job {job} is pending): nothing runs to pause or resume",
+                        self.id,
+                        rec.state.as_str()
+                    ),
+                ));
+            }
+            engine.cancel(job)?;
+            return self.until_ended(job);
         }
-        rec.spec.engine.cancel(job)?;
+        let terminate = matches!(req, Request::Terminate { .. });
+        self.control(engine, job, &req)?;
+        if terminate {
+            self.until_ended(job)?;
+        }
+        Ok(())
+    }
+
+    /// Send `req` to the supervisor of `job` as a control request; its reply.
+    fn control(&self, engine: crate::Engine, job: u64, req: &Request) -> Result<()> {
+        let path = self.pool.control_path(self.id);
+        let reply_path = self.pool.control_reply_path(self.id);
+        let _ = std::fs::remove_file(&reply_path);
+        let line = serde_json::to_vec(req).expect("requests always serialize");
+        crate::record::write_atomic(&path, &line, false)?;
+        engine.wake(job)?;
+        let deadline = Instant::now() + CONTROL_REPLY_WAIT;
+        loop {
+            if let Ok(bytes) = std::fs::read(&reply_path) {
+                let _ = std::fs::remove_file(&reply_path);
+                let reply: Response = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::new(ErrorKind::Protocol, format!("bad control reply: {e}"))
+                })?;
+                return reply.into_result().map(drop);
+            }
+            if Instant::now() >= deadline {
+                let _ = std::fs::remove_file(&path);
+                let rec = self.record()?;
+                if !rec.state.is_live() {
+                    return Err(ended(self.id, rec.state));
+                }
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "task {}: the supervisor in Slurm job {job} did not answer a control request within {} s",
+                        self.id,
+                        CONTROL_REPLY_WAIT.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(CONTROL_POLL);
+        }
+    }
+
+    /// Wait (looking at the record) until the task has ended after its job was cancelled or
+    /// terminated.
+    fn until_ended(&self, job: u64) -> Result<()> {
         let deadline = Instant::now() + SCHEDULER_CANCEL_WAIT;
         loop {
             let rec = self.record()?;
@@ -270,12 +328,22 @@ impl Task {
 
     /// Stop the task's process group (SIGSTOP); its state becomes `paused`.
     pub fn pause(&self) -> Result<()> {
-        self.live_request(&Request::Pause, &[]).map(drop)
+        match self.live_request(&Request::Pause, &[]) {
+            Err(e) if e.kind() == ErrorKind::Unreachable => {
+                self.through_scheduler(e, Request::Pause)
+            }
+            r => r.map(drop),
+        }
     }
 
     /// Continue a paused task.
     pub fn resume(&self) -> Result<()> {
-        self.live_request(&Request::Resume, &[]).map(drop)
+        match self.live_request(&Request::Resume, &[]) {
+            Err(e) if e.kind() == ErrorKind::Unreachable => {
+                self.through_scheduler(e, Request::Resume)
+            }
+            r => r.map(drop),
+        }
     }
 
     /// Write bytes to the task's stdin (a pipe).
@@ -382,7 +450,11 @@ impl Task {
                         return Ok(Follow::live(self.pool.clone(), self.id, c, from));
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::Unreachable => {}
+                Err(e) if e.kind() == ErrorKind::Unreachable => {
+                    if rec.spec.engine.is_scheduler() {
+                        return Ok(Follow::remote(self.pool.clone(), self.id, from));
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -540,7 +612,7 @@ impl Task {
                 }
                 Err(e) if e.kind() == ErrorKind::Unreachable => {
                     if rec.state.is_live() && rec.spec.engine.is_scheduler() {
-                        self.through_scheduler(e, false)?;
+                        self.through_scheduler(e, req)?;
                     }
                 }
                 Err(e) => return Err(e),

@@ -91,6 +91,11 @@ impl SlurmPool {
 
     /// A Slurm task that runs `sleep 300`, once it has said it is ready (its supervisor runs).
     fn running(&self) -> u64 {
+        self.running_with("echo >&3; exec sleep 300")
+    }
+
+    /// A Slurm task running `script`, once it has written a newline to fd 3 (`--ready-fd 3`).
+    fn running_with(&self, script: &str) -> u64 {
         let out = self
             .cmd()
             .args([
@@ -101,7 +106,7 @@ impl SlurmPool {
                 "3",
                 "--wait-ready=60s",
             ])
-            .args(["-c", "echo >&3; exec sleep 300"])
+            .args(["-c", script])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
@@ -388,8 +393,24 @@ fn options_without_a_mapping_are_refused_at_spawn() {
 }
 
 #[test]
-fn a_delay_maps_to_begin() {
+fn a_start_time_maps_to_begin() {
     let sp = cluster();
+    let at = (chrono::Local::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    let id = sp.submit(&["--at", &at, "-c", "true"]);
+    let begin = Command::new("scontrol")
+        .args(["show", "job", "-o", &sp.job(id).to_string()])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&begin.stdout).into_owned();
+    let want = chrono::DateTime::parse_from_rfc3339(&at).unwrap() + chrono::Duration::seconds(1);
+    let want = want
+        .with_timezone(&chrono::Local)
+        .format("StartTime=%Y-%m-%dT%H:%M:%S");
+    assert!(shown.contains(&want.to_string()), "{want} not in {shown}");
+    eq!(sp.info(id)["slurm"]["reason"], json!("BeginTime"));
+    sp.ok(["terminate", &id.to_string()]);
+    eq!(sp.info(id)["state"], json!("skipped"));
+
     let id = sp.submit(&["--delay", "3s", "-c", "true"]);
     let info = sp.info(id);
     eq!(info["state"], json!("queued"));
@@ -404,4 +425,62 @@ fn a_delay_maps_to_begin() {
         started - created >= chrono::Duration::seconds(3),
         "started {started}, created {created}"
     );
+}
+
+#[test]
+fn off_the_node_info_output_follow_kill_and_pause_go_through_the_record_files_and_slurm() {
+    let sp = cluster();
+    let fifo = sp.scratch().join("go-on");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let script = format!(
+        "echo >&3; echo first; read line < {}; echo second; exec sleep 300",
+        fifo.display()
+    );
+    let id = sp.running_with(&script);
+    // As from another node: the socket cannot be reached.
+    let dir = sp.pool.task_dir(id);
+    std::fs::rename(dir.join("sock"), dir.join("sock.aside")).unwrap();
+    let info = sp.info(id);
+    eq!(info["state"], json!("running"));
+    eq!(info["slurm"]["state"], json!("RUNNING"));
+    eq!(info["slurm"]["node"], json!(hostname()));
+    eq!(
+        sp.run(["output", &id.to_string()]).stdout,
+        b"first\n".to_vec()
+    );
+    let follow = sp
+        .cmd()
+        .args(["output", &id.to_string(), "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Opening the fifo waits for the task's reader: the task is past "first" then.
+    std::fs::write(&fifo, "x\n").unwrap();
+    sp.ok(["pause", &id.to_string()]);
+    eq!(sp.info(id)["state"], json!("paused"));
+    sp.ok(["resume", &id.to_string()]);
+    eq!(sp.info(id)["state"], json!("running"));
+    sp.ok(["kill", &id.to_string(), "-s", "TERM"]);
+    eq!(sp.wait(id), 143);
+    eq!(sp.info(id)["signal"], json!("SIGTERM"));
+    let out = follow.wait_with_output().unwrap();
+    assert!(out.status.success(), "follow ended with {}", out.status);
+    eq!(out.stdout, b"first\nsecond\n".to_vec());
+}
+
+#[test]
+fn off_the_node_terminate_reaches_the_supervisor_through_slurm() {
+    let sp = cluster();
+    let id = sp.running();
+    let dir = sp.pool.task_dir(id);
+    std::fs::rename(dir.join("sock"), dir.join("sock.aside")).unwrap();
+    sp.ok(["terminate", &id.to_string(), "--grace", "200ms"]);
+    let info = sp.info(id);
+    eq!(info["state"], json!("exited"));
+    eq!(info["status"], json!("killed"));
+    eq!(info["signal"], json!("SIGINT"));
 }
