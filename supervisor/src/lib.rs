@@ -19,6 +19,14 @@
 //! the caller's child. It then becomes a child subreaper and changes into the task's directory,
 //! so that the socket is bound by a short relative name whatever the pool's path length.
 //!
+//! **In a scheduler's job** (`--pool DIR --in-job ID`, the command a Slurm task's batch script
+//! execs; see `docs/slurm.md`). There is no launch line and no reply: the orders are the task's
+//! record, written queued at submission. The supervisor does not detach (it is the job's one
+//! process), waits for the task's lock (the submitter holds it until the job id is recorded),
+//! records its node, reads SIGUSR2 too (the wake of a request from another node, [`control`]),
+//! and otherwise carries on as below. It exits 0 only when the task ended `success` or
+//! `warning`, so that the scheduler's `afterok` means `--after`.
+//!
 //! **Accept** ([`start::accept`]). Take the task's `lock` (an OFD lock: liveness probes never
 //! take it), build the record (or, on restart or restore, load it under the lock), store it live,
 //! bind `sock.tmp`, listen, and rename it to `sock` (a socket that exists always listens), block

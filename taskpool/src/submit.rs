@@ -54,7 +54,9 @@ impl Pool {
             return Ok(Task::new(self.clone(), id));
         }
         self.write_script(id, &rec.spec)?;
-        rec.store(&path, true)?;
+        // Not durable yet: until the job id is stored (durably), a crash leaves a task that its
+        // next reader finds never submitted.
+        rec.store(&path, false)?;
         let args = self.submission_args(id, &rec.spec, &deps);
         let job = rec.spec.engine.submit(&self.task_dir(id), &args)?;
         rec.job = Some(JobRecord {
