@@ -54,8 +54,9 @@ impl Pool {
             return Ok(Task::new(self.clone(), id));
         }
         self.write_script(id, &rec.spec)?;
-        // Not durable yet: until the job id is stored (durably), a crash leaves a task that its
-        // next reader finds never submitted.
+        // Not fsync'd, nor is the job id below: a crash before they reach the disk leaves a task
+        // its next reader finds never submitted (lost), and a job whose supervisor finds no live
+        // record (docs/slurm.md); the time goes to the submission instead.
         rec.store(&path, false)?;
         let args = self.submission_args(id, &rec.spec, &deps);
         let job = rec.spec.engine.submit(&self.task_dir(id), &args)?;
@@ -63,7 +64,7 @@ impl Pool {
             job_id: Some(job),
             ..Default::default()
         });
-        if let Err(e) = rec.store(&path, true) {
+        if let Err(e) = rec.store(&path, false) {
             // The job would run a task with no record of its job: take it back.
             let _ = rec.spec.engine.cancel(job);
             return Err(e);
