@@ -250,7 +250,13 @@ impl Supervisor {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) => reap = true,
                 Ok(s @ (Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP)) => {
-                    let why = format!("terminated: the supervisor received {}", s.as_str());
+                    let why = if self.core.record.spec.engine.is_scheduler() && s == Signal::SIGTERM
+                    {
+                        // The batch script's process is the supervisor: this is Slurm's.
+                        "terminated: Slurm sent the supervisor SIGTERM (scancel, or the job's time limit)".to_owned()
+                    } else {
+                        format!("terminated: the supervisor received {}", s.as_str())
+                    };
                     self.core.terminate(None, &why);
                 }
                 // Only a supervisor in a scheduler's job reads it (see `control`).

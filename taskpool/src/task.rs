@@ -151,7 +151,19 @@ impl Task {
     /// Fresh info: from the live supervisor, else from the record.
     pub fn info(&self) -> Result<Info> {
         match self.live_request(&Request::Info, &[]) {
-            Ok(Response::Info { info }) => Ok(*info),
+            Ok(Response::Info { mut info }) => {
+                // The supervisor does not ask its scheduler; the info does (one query).
+                if let Some(job) = info.slurm.as_mut() {
+                    if let Some(v) = job
+                        .job_id
+                        .and_then(|j| info.engine.query(&[j]).ok()?.remove(&j))
+                    {
+                        job.state = Some(v.state);
+                        job.reason = v.reason;
+                    }
+                }
+                Ok(*info)
+            }
             Ok(other) => Err(unexpected(self.id, &other)),
             Err(e) if e.kind() == ErrorKind::State => Ok(Info::from_record(&self.record()?)),
             Err(e) if e.kind() == ErrorKind::Unreachable => {

@@ -1,7 +1,8 @@
 //! The Slurm engine against the real one-node cluster of `tests/slurm/cluster.sh` (CI starts it;
 //! docs/slurm.md). These tests never skip: without `sbatch` on PATH and a controller that answers,
 //! they fail saying how to start the cluster. They run one at a time (the cluster has as many
-//! CPUs as the machine, one per job) and cancel every job they submitted when they end.
+//! CPUs as the machine, one per job), except the time-limit test, which waits a minute or more
+//! beside them on a CPU of its own, and they cancel every job they submitted when they end.
 
 use crate::util::{bin_dir, code, stderr, TestPool};
 use serde_json::{json, Value};
@@ -46,6 +47,17 @@ impl Drop for SlurmPool {
 /// The cluster must be up; a fresh pool, and this test's turn.
 fn cluster() -> SlurmPool {
     let one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    cluster_with(one)
+}
+
+/// [`cluster`] for a test that runs beside the others: it keeps one CPU busy for a minute or
+/// more, and the others never need more than one at once.
+fn cluster_beside() -> SlurmPool {
+    static BESIDE: Mutex<()> = Mutex::new(());
+    cluster_with(BESIDE.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn cluster_with(one: MutexGuard<'static, ()>) -> SlurmPool {
     let ping = Command::new("scontrol").arg("ping").output();
     match ping {
         Err(e) => panic!(
@@ -304,7 +316,10 @@ fn scancel_from_outside_ends_the_task_truthfully() {
     // Running: Slurm's SIGTERM reaches the supervisor (the batch script execs it), which ends
     // the task and records it.
     let id = sp.running();
-    eq!(sp.info(id)["state"], json!("running"));
+    let info = sp.info(id);
+    eq!(info["state"], json!("running"));
+    // Through the socket, and Slurm asked too.
+    eq!(info["slurm"]["state"], json!("RUNNING"));
     let job = sp.job(id);
     assert!(Command::new("scancel")
         .arg(job.to_string())
@@ -315,6 +330,58 @@ fn scancel_from_outside_ends_the_task_truthfully() {
     let info = sp.info(id);
     eq!(info["state"], json!("exited"));
     eq!(info["status"], json!("killed"));
+    eq!(
+        info["reason"],
+        json!("terminated: Slurm sent the supervisor SIGTERM (scancel, or the job's time limit)")
+    );
+}
+
+#[test]
+fn a_job_file_and_taskpool_engine_choose_slurm() {
+    let sp = cluster();
+    let job = sp.scratch().join("job.json");
+    std::fs::write(
+        &job,
+        r#"{"command": "echo from a file", "engine": "slurm", "slurm_args": ["--hold"], "name": "filed"}"#,
+    )
+    .unwrap();
+    let out = sp.run(["spawn", "--file", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let info = sp.info(id);
+    eq!(info["engine"], json!("slurm"));
+    eq!(info["slurm"]["reason"], json!("JobHeldUser"));
+    sp.ok(["terminate", &id.to_string()]);
+    // The environment's default, and --engine over it.
+    let out = sp
+        .cmd()
+        .env("TASKPOOL_ENGINE", "slurm")
+        .args(["spawn", "-c", "echo from the environment"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    eq!(sp.info(id)["engine"], json!("slurm"));
+    eq!(sp.wait(id), 0);
+    let out = sp
+        .cmd()
+        .env("TASKPOOL_ENGINE", "slurm")
+        .args(["spawn", "--engine", "local", "-c", "true"])
+        .output()
+        .unwrap();
+    let id: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    eq!(sp.info(id)["engine"], json!("local"));
+    let out = sp
+        .cmd()
+        .env("TASKPOOL_ENGINE", "pbs")
+        .args(["spawn", "-c", "true"])
+        .output()
+        .unwrap();
+    eq!(code(&out), 1);
+    eq!(
+        stderr(&out).trim(),
+        "taskpool: TASKPOOL_ENGINE: unknown engine \"pbs\" (expected local or slurm)"
+    );
 }
 
 #[test]
@@ -483,4 +550,21 @@ fn off_the_node_terminate_reaches_the_supervisor_through_slurm() {
     eq!(info["state"], json!("exited"));
     eq!(info["status"], json!("killed"));
     eq!(info["signal"], json!("SIGINT"));
+}
+
+#[test]
+fn slurms_time_limit_ends_the_task_and_says_so() {
+    let sp = cluster_beside();
+    // One minute, Slurm's least; enforced up to about 30 s late.
+    let id = sp.submit(&["--slurm-arg=--time=1", "-c", "exec sleep 300"]);
+    let out = sp.run(["wait", &id.to_string(), "--timeout", "150s"]);
+    eq!(code(&out), 130);
+    let info = sp.info(id);
+    eq!(info["status"], json!("killed"));
+    eq!(info["signal"], json!("SIGINT"));
+    eq!(
+        info["reason"],
+        json!("terminated: Slurm sent the supervisor SIGTERM (scancel, or the job's time limit)")
+    );
+    eq!(squeue_state(sp.job(id)), "TIMEOUT");
 }
