@@ -59,13 +59,14 @@ impl Engine {
         self != Engine::Local
     }
 
-    /// Submit a batch script (`script`, in the task's directory `task_dir`) with the scheduler
-    /// arguments `args` (the mapped options first, then the user's own); returns the job id. The
-    /// error is the scheduler's own message, on one line.
-    pub fn submit(self, task_dir: &std::path::Path, args: &[OsString]) -> Result<u64> {
+    /// Start submitting the batch script in the task's directory `task_dir` with the scheduler
+    /// arguments `args` (the mapped options first, then the user's own);
+    /// [`Submitting::job_id`] waits for the job id. The error is the scheduler's own message, on
+    /// one line.
+    pub fn submit(self, task_dir: &std::path::Path, args: &[OsString]) -> Result<Submitting> {
         match self {
             Engine::Local => Err(not_a_scheduler()),
-            Engine::Slurm => crate::slurm::sbatch(task_dir, args),
+            Engine::Slurm => crate::slurm::sbatch(task_dir, args).map(Submitting::Slurm),
         }
     }
 
@@ -106,6 +107,22 @@ impl Engine {
         match self {
             Engine::Local => Err(not_a_scheduler()),
             Engine::Slurm => crate::slurm::scancel_batch(job, "USR2"),
+        }
+    }
+}
+
+/// A submission under way (the scheduler's command runs).
+#[derive(Debug)]
+pub enum Submitting {
+    /// `sbatch`.
+    Slurm(std::process::Child),
+}
+
+impl Submitting {
+    /// Wait for the submission: the job id, or the scheduler's error on one line.
+    pub fn job_id(self) -> Result<u64> {
+        match self {
+            Submitting::Slurm(child) => crate::slurm::sbatch_job(child),
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// One job as `squeue` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,16 +27,30 @@ pub const SCRIPT: &str = "slurm.sh";
 
 /// Run `program args...`, returning its stdout; a failure is Slurm's stderr on one line.
 fn run(program: &str, args: &[OsString]) -> Result<String> {
-    let out = Command::new(program)
+    finish(program, start(program, args)?)
+}
+
+/// Start `program args...` with its output captured.
+fn start(program: &str, args: &[OsString]) -> Result<Child> {
+    Command::new(program)
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| {
             Error::new(
                 ErrorKind::Scheduler,
                 format!("cannot run {program}: {e} (is Slurm installed and on PATH?)"),
             )
-        })?;
+        })
+}
+
+/// Wait for a started `program`: its stdout, or its stderr on one line as the error.
+fn finish(program: &str, child: Child) -> Result<String> {
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::new(ErrorKind::Scheduler, format!("waiting for {program}: {e}")))?;
     if !out.status.success() {
         return Err(Error::new(
             ErrorKind::Scheduler,
@@ -61,12 +75,18 @@ fn one_line(program: &str, stderr: &[u8], status: &str) -> String {
     }
 }
 
-/// Submit the task directory's [`SCRIPT`] with `sbatch --parsable ARGS... SCRIPT`; the job id.
-pub fn sbatch(task_dir: &Path, args: &[OsString]) -> Result<u64> {
+/// Start submitting the task directory's [`SCRIPT`] with `sbatch --parsable ARGS... SCRIPT`;
+/// [`sbatch_job`] waits for the job id. (The caller does its own writing meanwhile.)
+pub fn sbatch(task_dir: &Path, args: &[OsString]) -> Result<Child> {
     let mut argv: Vec<OsString> = vec!["--parsable".into()];
     argv.extend(args.iter().cloned());
     argv.push(task_dir.join(SCRIPT).into());
-    let out = run("sbatch", &argv)?;
+    start("sbatch", &argv)
+}
+
+/// The job id a started [`sbatch`] prints, or Slurm's error on one line.
+pub fn sbatch_job(child: Child) -> Result<u64> {
+    let out = finish("sbatch", child)?;
     // `JOBID` or `JOBID;CLUSTER`, after any warnings on other lines.
     let line = out
         .lines()

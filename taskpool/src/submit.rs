@@ -1,7 +1,7 @@
 //! Handing a new task to a cluster scheduler ([`crate::engine`]): what a task's options map to
 //! (the table in docs/slurm.md), what cannot be mapped (refused before anything is made), and the
-//! submission itself. The task's record is written first, as a queued task with no supervisor,
-//! and the batch script beside it; then the job is submitted while the submitter holds the task's
+//! submission itself. The batch script is written, the job submitted, and the task's record
+//! (queued, no supervisor) written while `sbatch` runs, all while the submitter holds the task's
 //! lock, so that the supervisor, once Slurm starts it, finds the record with its job id (it waits
 //! for the lock). A rejected submission removes the task's directory: nothing is left.
 
@@ -54,12 +54,19 @@ impl Pool {
             return Ok(Task::new(self.clone(), id));
         }
         self.write_script(id, &rec.spec)?;
+        let args = self.submission_args(id, &rec.spec, &deps);
+        // The record is written while sbatch talks to the controller; the job's supervisor
+        // cannot read it before we let go of the lock.
+        let submitting = rec.spec.engine.submit(&self.task_dir(id), &args)?;
         // Not fsync'd, nor is the job id below: a crash before they reach the disk leaves a task
         // its next reader finds never submitted (lost), and a job whose supervisor finds no live
         // record (docs/slurm.md); the time goes to the submission instead.
-        rec.store(&path, false)?;
-        let args = self.submission_args(id, &rec.spec, &deps);
-        let job = rec.spec.engine.submit(&self.task_dir(id), &args)?;
+        let stored = rec.store(&path, false);
+        let job = submitting.job_id()?;
+        if let Err(e) = stored {
+            let _ = rec.spec.engine.cancel(job);
+            return Err(e);
+        }
         rec.job = Some(JobRecord {
             job_id: Some(job),
             ..Default::default()

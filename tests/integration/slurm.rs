@@ -162,6 +162,20 @@ fn squeue_state(job: u64) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Slurm's final state of an ended `job`. Slurm shows `COMPLETING` while it cleans up after the
+/// batch script (our supervisor) exited and tells nobody when it is done: look again for a while.
+fn ended_state(job: u64) -> String {
+    let mut state = squeue_state(job);
+    for _ in 0..100 {
+        if state != "COMPLETING" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        state = squeue_state(job);
+    }
+    state
+}
+
 fn hostname() -> String {
     let out = Command::new("hostname").arg("-s").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -211,7 +225,7 @@ fn a_failing_job_ends_failure_runs_its_hook_and_slurm_sees_it_fail() {
     eq!(info["exit_code"], json!(3));
     eq!(std::fs::read_to_string(&mark).unwrap(), "failure 3\n");
     // The supervisor's exit code is non-zero: afterok means what --after means.
-    eq!(squeue_state(sp.job(id)), "FAILED");
+    eq!(ended_state(sp.job(id)), "FAILED");
 }
 
 #[test]
@@ -392,7 +406,7 @@ fn kill_reaches_a_running_job_through_its_socket() {
     eq!(sp.wait(id), 137);
     let info = sp.info(id);
     eq!(info["signal"], json!("SIGKILL"));
-    eq!(squeue_state(sp.job(id)), "FAILED");
+    eq!(ended_state(sp.job(id)), "FAILED");
 }
 
 #[test]
@@ -566,5 +580,5 @@ fn slurms_time_limit_ends_the_task_and_says_so() {
         info["reason"],
         json!("terminated: Slurm sent the supervisor SIGTERM (scancel, or the job's time limit)")
     );
-    eq!(squeue_state(sp.job(id)), "TIMEOUT");
+    eq!(ended_state(sp.job(id)), "TIMEOUT");
 }
