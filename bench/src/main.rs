@@ -3,7 +3,8 @@
 //! through `bench/run`, which builds release binaries and raises the limits; see `bench/README.md`.
 //!
 //! Usage: `taskpool-bench [--quick] [--json FILE] [--only SECTION,...]`
-//! Sections: spawn, search (also idle cost, peers' memory, and 2000 live tasks), output, follow.
+//! Sections: spawn, search (also idle cost, peers' memory, and 2000 live tasks), output, follow,
+//! slurm (the Slurm engine against the cluster on this machine; skipped without one).
 
 mod bulk;
 mod follow;
@@ -11,6 +12,7 @@ mod output;
 mod peers;
 mod probe;
 mod search;
+mod slurm;
 mod spawn;
 mod stats;
 
@@ -131,7 +133,7 @@ fn main() {
                 )
             }
             _ => {
-                eprintln!("usage: taskpool-bench [--quick] [--json FILE] [--only spawn,search,output,follow]");
+                eprintln!("usage: taskpool-bench [--quick] [--json FILE] [--only spawn,search,output,follow,slurm]");
                 std::process::exit(2);
             }
         }
@@ -172,6 +174,9 @@ fn main() {
     }
     if want("follow") {
         follow::run(&mut cx);
+    }
+    if want("slurm") {
+        slurm::run(&mut cx);
     }
     let _ = std::fs::remove_dir_all(&cx.root);
     println!("{}", cx.report.table());

@@ -60,6 +60,18 @@ impl Tsp {
 impl Drop for Tsp {
     fn drop(&mut self) {
         let _ = self.cmd(&["-K"]).status();
+        // Each queued or running job is a tsp client process of its own (the running one with
+        // its command as a child): the server's end does not end them. Everything that carries
+        // this server's socket in its environment goes.
+        let marker = format!("TS_SOCKET={}", self.sock.display());
+        for comm in ["tsp", "sleep"] {
+            for pid in crate::probe::pids_with(comm, &marker) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
     }
 }
 

@@ -247,6 +247,14 @@ pub struct SpawnArgs {
     /// exits; foreground: the supervisor stays our child (spawn then waits for the end).
     #[arg(long, value_name = "BEHAVIOR", value_parser = parse::behavior_parser())]
     pub behavior: Option<Behavior>,
+    /// Who starts the supervisor: local (here, now) or slurm (a batch job submitted with
+    /// sbatch; docs/slurm.md) [default: $TASKPOOL_ENGINE, else local].
+    #[arg(long, value_name = "local|slurm", value_parser = parse::parse_engine)]
+    pub engine: Option<taskpool::Engine>,
+    /// Add an argument to sbatch (e.g. --slurm-arg=--partition=gpu), after the mapped ones.
+    /// Repeatable.
+    #[arg(long = "slurm-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub slurm_args: Vec<String>,
     #[command(flatten)]
     pub batch: BatchArgs,
     #[command(flatten)]

@@ -17,7 +17,7 @@ pub fn spawn(global: &GlobalArgs, cmd: &SpawnCmd) -> Result<i32> {
     }
     let opts = match &cmd.file {
         Some(path) => from_file(cmd, path)?,
-        None => cmd.spawn.to_options(),
+        None => cmd.spawn.to_options()?,
     };
     if cmd.wait_ready.is_some() && opts.readiness.is_none() {
         anyhow::bail!("--wait-ready needs --ready-fd or --notify: the task cannot say it is ready");
@@ -48,6 +48,11 @@ fn from_file(cmd: &SpawnCmd, path: &Path) -> Result<SpawnOptions> {
         None => job.to_options(base),
     }
     .map_err(|e| e.context(path.display()))?;
+    if job.engine.is_none() {
+        if let Some(e) = crate::options::default_engine()? {
+            opts.set_engine(e);
+        }
+    }
     cmd.spawn.apply(&mut opts);
     Ok(opts)
 }

@@ -100,11 +100,25 @@ fn main() {
 }
 
 /// Whether the command line names a subcommand that starts a supervisor (`spawn`, `run`,
-/// `restart`, `restore`). A cheap guess before parsing: a wrong "yes" costs one idle supervisor
-/// that exits at once.
+/// `restart`, `restore`) here: not when it goes to Slurm (`--engine slurm`, or
+/// `TASKPOOL_ENGINE=slurm` without `--engine`), whose job starts the supervisor. A cheap guess
+/// before parsing: a wrong "yes" costs one idle supervisor that exits at once.
 fn about_to_spawn(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
-    args.into_iter()
-        .any(|a| matches!(a.to_str(), Some("spawn" | "run" | "restart" | "restore")))
+    let args: Vec<std::ffi::OsString> = args.collect();
+    let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let engine = words
+        .iter()
+        .position(|&a| a == "--engine")
+        .and_then(|i| words.get(i + 1).copied())
+        .or_else(|| words.iter().find_map(|a| a.strip_prefix("--engine=")));
+    let slurm = match engine {
+        Some(e) => e == "slurm",
+        None => std::env::var("TASKPOOL_ENGINE").is_ok_and(|e| e == "slurm"),
+    };
+    !slurm
+        && words
+            .iter()
+            .any(|a| matches!(*a, "spawn" | "run" | "restart" | "restore"))
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {

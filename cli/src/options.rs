@@ -9,14 +9,17 @@ use taskpool::{Command, Plan, Repeat, SpawnOptions};
 impl SpawnArgs {
     /// The library's options for these arguments; the behavior defaults to daemon. Without a
     /// command (only `spawn --file` allows that) the argv is empty and `spawn` refuses it.
-    pub fn to_options(&self) -> SpawnOptions {
+    pub fn to_options(&self) -> anyhow::Result<SpawnOptions> {
         let mut o = match self.command_given() {
             Some(Command::Shell(script)) => SpawnOptions::shell(script),
             Some(Command::Exec(argv)) => SpawnOptions::exec(argv),
             None => SpawnOptions::exec(Vec::<OsString>::new()),
         };
+        if let Some(e) = default_engine()? {
+            o.set_engine(e);
+        }
         self.apply(&mut o);
-        o
+        Ok(o)
     }
 
     /// The command given on the command line (`-c SCRIPT` or `PROG ARG...`), if any.
@@ -34,6 +37,11 @@ impl SpawnArgs {
     /// Set, on top of `o` (defaults, or a job file's options), every option given on the
     /// command line: given values replace, `--env`, `--meta-json` and `--meta` add keys.
     pub fn apply(&self, o: &mut SpawnOptions) {
+        // First: a scheduler engine changes the default stdin, which --stdin then overrides.
+        if let Some(e) = self.engine {
+            o.set_engine(e);
+        }
+        o.slurm_args.extend(self.slurm_args.iter().cloned());
         if let Some(n) = &self.name {
             o.name = Some(n.clone());
         }
@@ -87,6 +95,16 @@ impl SpawnArgs {
             o.behavior = b;
         }
         self.batch.apply(&mut o.plan);
+    }
+}
+
+/// The engine `$TASKPOOL_ENGINE` names (`None` when unset or empty).
+pub fn default_engine() -> anyhow::Result<Option<taskpool::Engine>> {
+    match std::env::var("TASKPOOL_ENGINE") {
+        Ok(v) if !v.is_empty() => taskpool::Engine::parse(&v)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("TASKPOOL_ENGINE: {}", e.message())),
+        _ => Ok(None),
     }
 }
 

@@ -248,6 +248,11 @@ pub fn parse_name(s: &str) -> Result<String, String> {
         .map_err(|e| e.message().to_owned())
 }
 
+/// An engine name: `local` or `slurm`.
+pub fn parse_engine(s: &str) -> Result<taskpool::Engine, String> {
+    taskpool::Engine::parse(s).map_err(|e| e.message().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

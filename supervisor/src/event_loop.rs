@@ -250,9 +250,17 @@ impl Supervisor {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) => reap = true,
                 Ok(s @ (Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP)) => {
-                    let why = format!("terminated: the supervisor received {}", s.as_str());
+                    let why = if self.core.record.spec.engine.is_scheduler() && s == Signal::SIGTERM
+                    {
+                        // The batch script's process is the supervisor: this is Slurm's.
+                        "terminated: Slurm sent the supervisor SIGTERM (scancel, or the job's time limit)".to_owned()
+                    } else {
+                        format!("terminated: the supervisor received {}", s.as_str())
+                    };
                     self.core.terminate(None, &why);
                 }
+                // Only a supervisor in a scheduler's job reads it (see `control`).
+                Ok(Signal::SIGUSR2) => crate::control::take(&mut self.core),
                 _ => {}
             }
         }
@@ -339,6 +347,9 @@ impl Supervisor {
         for c in self.clients.iter_mut() {
             c.last_words();
         }
-        0
+        match self.core.record.status() {
+            Some(s) if s.is_ok() => 0,
+            _ => 1,
+        }
     }
 }

@@ -23,6 +23,9 @@ pub struct Orders {
     pub launch: Launch,
     /// The behavior (from the launch's spec, or the record of a task being restarted).
     pub behavior: Behavior,
+    /// Started by a scheduler's batch script (`--in-job ID`): the orders are the task's record,
+    /// written at submission; the supervisor stays in the foreground, the job's one process.
+    pub in_job: bool,
 }
 
 /// How the supervisor watches its caller (background tasks only).
@@ -37,7 +40,26 @@ pub enum Leader {
 
 /// Parse the arguments, read the launch line, open the pool and set the umask.
 pub fn read_orders() -> Result<Orders> {
-    let pool_arg = parse_args(std::env::args_os().skip(1))?;
+    let (pool_arg, in_job) = parse_args(std::env::args_os().skip(1))?;
+    if let Some(id) = in_job {
+        let pool_dir =
+            pool_arg.ok_or_else(|| Error::new(ErrorKind::InvalidInput, "--in-job needs --pool"))?;
+        let pool = Pool::open(&pool_dir)?;
+        set_umask(&pool);
+        return Ok(Orders {
+            pool,
+            launch: Launch {
+                id,
+                spec: None,
+                meta: Default::default(),
+                restart: false,
+                restore: true,
+                pool: None,
+            },
+            behavior: Behavior::Foreground,
+            in_job: true,
+        });
+    }
     let launch = read_launch()?;
     // A prestarted supervisor learns its pool from the launch line.
     let pool_dir = pool_arg.or_else(|| launch.pool.clone()).ok_or_else(|| {
@@ -47,12 +69,7 @@ pub fn read_orders() -> Result<Orders> {
         )
     })?;
     let pool = Pool::open(&pool_dir)?;
-    let mask = if pool.shared_gid().is_some() {
-        0o007
-    } else {
-        0o077
-    };
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    set_umask(&pool);
     let behavior = match (&launch.spec, launch.restart || launch.restore) {
         // A restored task's caller (`taskpool restore` at boot) is not its owner: it lives on
         // as a daemon whatever it was spawned as.
@@ -82,24 +99,41 @@ pub fn read_orders() -> Result<Orders> {
         pool,
         launch,
         behavior,
+        in_job: false,
     })
 }
 
-fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<PathBuf>> {
+/// 077, or 007 in a group-shared pool.
+fn set_umask(pool: &Pool) {
+    let mask = if pool.shared_gid().is_some() {
+        0o007
+    } else {
+        0o077
+    };
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+}
+
+/// `[--pool DIR] [--in-job ID]`.
+fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<(Option<PathBuf>, Option<u64>)> {
     let usage = || {
         Error::new(
             ErrorKind::InvalidInput,
-            "usage: taskpool-supervisor [--pool DIR] (started by the taskpool library, with a launch line on stdin)",
+            "usage: taskpool-supervisor [--pool DIR] (started by the taskpool library, with a launch line on stdin), or taskpool-supervisor --pool DIR --in-job ID (in a scheduler's batch script)",
         )
     };
     let mut pool = None;
+    let mut in_job = None;
     while let Some(a) = args.next() {
         match a.to_str() {
             Some("--pool") => pool = Some(PathBuf::from(args.next().ok_or_else(usage)?)),
+            Some("--in-job") => {
+                let id = args.next().ok_or_else(usage)?;
+                in_job = Some(id.to_str().and_then(|s| s.parse().ok()).ok_or_else(usage)?);
+            }
             _ => return Err(usage()),
         }
     }
-    Ok(pool)
+    Ok((pool, in_job))
 }
 
 /// Read the launch line (bounded), then point fd 0 at /dev/null.

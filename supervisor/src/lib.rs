@@ -19,6 +19,14 @@
 //! the caller's child. It then becomes a child subreaper and changes into the task's directory,
 //! so that the socket is bound by a short relative name whatever the pool's path length.
 //!
+//! **In a scheduler's job** (`--pool DIR --in-job ID`, the command a Slurm task's batch script
+//! execs; see `docs/slurm.md`). There is no launch line and no reply: the orders are the task's
+//! record, written queued at submission. The supervisor does not detach (it is the job's one
+//! process), waits for the task's lock (the submitter holds it until the job id is recorded),
+//! records its node, reads SIGUSR2 too (the wake of a request from another node, [`control`]),
+//! and otherwise carries on as below. It exits 0 only when the task ended `success` or
+//! `warning`, so that the scheduler's `afterok` means `--after`.
+//!
 //! **Accept** ([`start::accept`]). Take the task's `lock` (an OFD lock: liveness probes never
 //! take it), build the record (or, on restart or restore, load it under the lock), store it live,
 //! bind `sock.tmp`, listen, and rename it to `sock` (a socket that exists always listens), block
@@ -119,6 +127,7 @@
 pub mod capture;
 pub mod child;
 pub mod clients;
+pub mod control;
 pub mod event_loop;
 pub mod fd;
 pub mod hooks;
@@ -137,8 +146,9 @@ pub mod waker;
 use taskpool::protocol::LaunchReply;
 use taskpool::record::Behavior;
 
-/// Run the supervisor; returns the process exit code (0 after a run, 1 when the task could not be
-/// started).
+/// Run the supervisor; returns the process exit code: 0 when the task ended `success` or
+/// `warning`, 1 otherwise (it failed, was killed, timed out, was skipped, or could not be
+/// started). A scheduler's `afterok` dependency means what `--after` means because of this.
 pub fn main() -> i32 {
     close_inherited_fds();
     let orders = match launch::read_orders() {
@@ -155,6 +165,16 @@ pub fn main() -> i32 {
     if let Err(e) = std::env::set_current_dir(&dir) {
         return fail(&taskpool::Error::path(&dir, e).context(format!("task {}", orders.launch.id)));
     }
+    let in_job = orders.in_job;
+    let fail = |e: &taskpool::Error| {
+        if in_job {
+            // Nobody reads a reply: the job's output file (Slurm's) is where this goes.
+            note(&format!("task {}: {}", orders.launch.id, e.message()));
+            1
+        } else {
+            fail(e)
+        }
+    };
     let accepted = match start::accept(&orders) {
         Ok(a) => a,
         Err(e) => return fail(&e),
@@ -180,7 +200,9 @@ pub fn main() -> i32 {
         }
     };
     undo.disarm();
-    launch::reply(&reply);
+    if !in_job {
+        launch::reply(&reply);
+    }
     launch::release_stdio(orders.behavior == Behavior::Foreground);
     let (watch, gone) = match leader {
         launch::Leader::Watch(fd) => (Some(fd), false),

@@ -191,6 +191,8 @@ pub(crate) mod tests {
                 oom_score_adj: None,
                 readiness: None,
                 pty: None,
+                engine: Default::default(),
+                slurm_args: Vec::new(),
             },
             meta: serde_json::json!({"owner": "ops"})
                 .as_object()
@@ -206,6 +208,7 @@ pub(crate) mod tests {
             overlaps: 0,
             report: None,
             lost_from: None,
+            job: None,
         }
     }
 

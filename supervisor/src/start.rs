@@ -101,7 +101,11 @@ pub fn accept(orders: &Orders) -> Result<Accepted> {
     let pool = &orders.pool;
     let id = orders.launch.id;
     let mut undo = Undo::default();
-    let lock = take_task_lock(id)?;
+    let lock = if orders.in_job {
+        wait_task_lock(id)?
+    } else {
+        take_task_lock(id)?
+    };
     let mut record = initial_record(orders)?;
     let me = std::process::id();
     // Whoever finds the socket, or the task's environment, must find a live record: store it
@@ -112,14 +116,20 @@ pub fn accept(orders: &Orders) -> Result<Accepted> {
     } else {
         None
     };
+    // Before the record says the supervisor is here: a wake (SIGUSR2 in a scheduler's job) sent
+    // once it does must not kill it.
+    let signals = block_signals(orders.in_job)?;
     record.state = State::Running;
     record.supervisor_pid = Some(me as i32);
     record.reason = None;
     record.lost_from = None;
+    if orders.in_job {
+        in_job_record(&mut record);
+    }
     undo.record = Some((record_path.clone(), previous));
     record.store(&record_path, false)?;
     let listener = listen(pool.shared_gid().is_some(), &mut undo)?;
-    let signals = block_signals()?;
+
     Ok(Accepted {
         pool: pool.clone(),
         record,
@@ -261,6 +271,36 @@ impl Drop for MadeDir {
     }
 }
 
+/// In a scheduler's job: the task's lock, once its submitter (which holds it while it
+/// submits and records the job id) lets go.
+fn wait_task_lock(id: u64) -> Result<File> {
+    let f = taskpool::lock::open(Path::new("lock"), true)
+        .map_err(|e| Error::io(format!("task {id}: lock"), e))?;
+    taskpool::lock::lock_ofd_wait(&f)?;
+    Ok(f)
+}
+
+/// Fill in the job's node (and its id, should the submitter not have recorded it) from the
+/// scheduler's environment.
+fn in_job_record(record: &mut Record) {
+    let job = record.job.get_or_insert_with(Default::default);
+    if job.job_id.is_none() {
+        job.job_id = std::env::var("SLURM_JOB_ID")
+            .ok()
+            .and_then(|s| s.parse().ok());
+    }
+    job.node = std::env::var("SLURMD_NODENAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        });
+    job.state = None;
+    job.reason = None;
+}
+
 fn take_task_lock(id: u64) -> Result<File> {
     let f = taskpool::lock::open(Path::new("lock"), true)
         .map_err(|e| Error::io(format!("task {id}: lock"), e))?;
@@ -302,10 +342,21 @@ fn initial_record(orders: &Orders) -> Result<Record> {
             overlaps: 0,
             report: None,
             lost_from: None,
+            job: None,
         });
     }
     let path = orders.pool.record_path(l.id);
     let mut rec = Record::load(&path)?;
+    if orders.in_job && !rec.state.is_live() {
+        return Err(Error::new(
+            ErrorKind::State,
+            format!(
+                "task {} is {} already; its job has nothing to run",
+                l.id,
+                rec.state.as_str()
+            ),
+        ));
+    }
     if l.restore {
         // Lost (or said live, its supervisor gone: we hold the lock now): carried on as it was.
         return Ok(rec);
@@ -425,7 +476,7 @@ fn listen(shared: bool, undo: &mut Undo) -> Result<OwnedFd> {
 /// Block the signals the loop handles and read them from a signalfd instead. SIGPIPE is blocked
 /// too (writes to a closed pipe or socket return EPIPE). The child's mask is reset before exec
 /// ([`child::start`]).
-fn block_signals() -> Result<SignalFd> {
+fn block_signals(in_job: bool) -> Result<SignalFd> {
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -434,6 +485,10 @@ fn block_signals() -> Result<SignalFd> {
         Signal::SIGHUP,
     ] {
         set.add(s);
+    }
+    if in_job {
+        // The wake of a control request from another node (`control`).
+        set.add(Signal::SIGUSR2);
     }
     for s in set.iter() {
         // An inherited SIG_IGN would discard the signal before the signalfd sees it (and an

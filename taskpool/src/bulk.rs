@@ -40,6 +40,30 @@ impl Pool {
                 .map_err(|e| (i, e))?;
             specs.push(spec);
         }
+        if specs.iter().any(|s| s.engine.is_scheduler()) {
+            // Submissions go one at a time, in order (a scheduler's chain names earlier jobs).
+            let mut tasks = Vec::with_capacity(all.len());
+            for (i, spec) in specs.into_iter().enumerate() {
+                let r = if spec.engine.is_scheduler() {
+                    self.submit(spec, &all[i].meta)
+                } else {
+                    self.spawn(&all[i])
+                };
+                match r {
+                    Ok(t) => tasks.push((i, t)),
+                    Err(e) => {
+                        return Ok(Spawned {
+                            tasks,
+                            failed: Some((i, e)),
+                        })
+                    }
+                }
+            }
+            return Ok(Spawned {
+                tasks,
+                failed: None,
+            });
+        }
         if all.is_empty() {
             return Ok(Spawned {
                 tasks: Vec::new(),

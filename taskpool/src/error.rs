@@ -30,6 +30,9 @@ pub enum ErrorKind {
     Supervisor,
     /// A peer spoke the protocol wrongly, or a record could not be parsed.
     Protocol,
+    /// The cluster scheduler (`sbatch`, `squeue`, `scancel`) refused a request or could not be
+    /// run; the message is the scheduler's own.
+    Scheduler,
     /// Any other operating-system error.
     Io,
 }
@@ -118,6 +121,7 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::CannotExecute => "cannot_execute",
         ErrorKind::Supervisor => "supervisor",
         ErrorKind::Protocol => "protocol",
+        ErrorKind::Scheduler => "scheduler",
         ErrorKind::Io => "io",
     }
 }
@@ -136,6 +140,7 @@ pub fn kind_from_name(name: &str) -> ErrorKind {
         "cannot_execute" => ErrorKind::CannotExecute,
         "supervisor" => ErrorKind::Supervisor,
         "protocol" => ErrorKind::Protocol,
+        "scheduler" => ErrorKind::Scheduler,
         _ => ErrorKind::Io,
     }
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::info::Info;
 use crate::output::{Cursor, OutputLog};
 use crate::pool::Pool;
-use crate::protocol::{Response, Stream};
+use crate::protocol::{Request, Response, Stream};
 use crate::record::State;
 
 /// One event of [`Task::follow`](crate::Task::follow).
@@ -40,6 +40,14 @@ enum Source {
         /// (and zeroed) what came before.
         kept: [u64; 2],
     },
+    /// A scheduler task whose supervisor cannot be reached from here (its job is pending, or
+    /// runs on another node): its files, looked at again every [`crate::engine::SCHEDULER_POLL`]
+    /// while nothing is new (another node's writes wake no inotify here), until the record
+    /// says it ended, or its socket answers (then it is followed live).
+    Remote {
+        /// The current run's files and the cursor in them, once the run has started.
+        log: Option<(u32, OutputLog, Cursor)>,
+    },
     Done,
 }
 
@@ -69,6 +77,75 @@ impl Follow {
         }
     }
 
+    /// Follow a scheduler task from its record, its files and its socket once it answers.
+    pub(crate) fn remote(pool: Pool, id: u64, from: u64) -> Follow {
+        Follow {
+            pool,
+            id,
+            src: Source::Remote { log: None },
+            delivered: from,
+        }
+    }
+
+    /// One step of a [`Source::Remote`] follow: the next piece of output, or the switch to a
+    /// live or final source, or a pause and another look.
+    fn remote_step(&mut self) -> Result<Option<Event>> {
+        loop {
+            let Source::Remote { log } = &mut self.src else {
+                return self.next_event();
+            };
+            if let Some((_, l, cur)) = log {
+                if let Some(p) = l.next_piece(cur, 256 * 1024)? {
+                    self.delivered = p.combined + p.data.len() as u64;
+                    return Ok(Some(Event::Output {
+                        stream: p.stream,
+                        offset: p.offset,
+                        combined: p.combined,
+                        data: p.data,
+                    }));
+                }
+            }
+            let rec = self.pool.load_record(self.id)?;
+            let run = rec.current().map(|r| r.run);
+            if !rec.state.is_live() {
+                let same = matches!((&log, run), (Some((r, _, _)), Some(now)) if *r == now);
+                let from = if same || log.is_none() {
+                    self.delivered
+                } else {
+                    0
+                };
+                let f = Follow::from_files(self.pool.clone(), self.id, from)?;
+                self.src = f.src;
+                return self.next_event();
+            }
+            if let Ok(mut c) = Conn::open(&self.pool, self.id, Some(self.pool.timeout())) {
+                if c.send(
+                    &Request::Follow {
+                        from: self.delivered,
+                    },
+                    &[],
+                )
+                .is_ok()
+                {
+                    c.set_timeout(None);
+                    self.src = Source::Live(c);
+                    return self.next_event();
+                }
+            }
+            match (run, &log) {
+                (Some(now), Some((r, _, _))) if *r == now => {}
+                (Some(now), _) => {
+                    let l = OutputLog::open(&self.pool.run_dir(self.id, now))?;
+                    let cur = l.seek(self.delivered)?;
+                    *log = Some((now, l, cur));
+                    continue;
+                }
+                (None, _) => {}
+            }
+            std::thread::sleep(crate::engine::SCHEDULER_POLL);
+        }
+    }
+
     pub(crate) fn from_files(pool: Pool, id: u64, from: u64) -> Result<Follow> {
         let rec = pool.load_record(id)?;
         let run = rec.current().map(|r| r.run).unwrap_or(1);
@@ -94,6 +171,7 @@ impl Follow {
     fn next_event(&mut self) -> Result<Option<Event>> {
         match &mut self.src {
             Source::Done => Ok(None),
+            Source::Remote { .. } => self.remote_step(),
             Source::Files {
                 log,
                 cur,

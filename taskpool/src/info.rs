@@ -2,6 +2,7 @@
 //! return. It is derived from the [`Record`] (and, for a live task asked directly, the supervisor's
 //! fresh counters). Its JSON Schema is `docs/info.schema.json`.
 
+use crate::engine::{Engine, JobRecord};
 use crate::record::{Behavior, Record, State, Status, Streams, Timestamp, WaitingFor};
 use crate::report::Report;
 use crate::wire;
@@ -91,6 +92,13 @@ pub struct Info {
     pub runs: Vec<RunSummary>,
     /// The completion report of the latest end.
     pub report: Option<Box<Report>>,
+    /// Who started the supervisor (`local`, `slurm`; see [`crate::engine`]).
+    #[serde(default)]
+    pub engine: Engine,
+    /// A Slurm task's job: `job_id`, `node`, and Slurm's `state` and `reason` when the pool
+    /// asked it (absent for other engines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<JobRecord>,
 }
 
 /// One run in a task's history.
@@ -178,6 +186,8 @@ impl Info {
                 })
                 .collect(),
             report: rec.report.clone(),
+            engine: rec.spec.engine,
+            slurm: (rec.spec.engine == Engine::Slurm).then(|| rec.job.clone().unwrap_or_default()),
         }
     }
 

@@ -170,6 +170,11 @@ pub struct Job {
     pub on_exit: Option<String>,
     /// How long a hook may run.
     pub hook_timeout: Option<Amount>,
+    /// `"local"` or `"slurm"` (see [`crate::engine`]).
+    pub engine: Option<crate::engine::Engine>,
+    /// Arguments added to sbatch, after the mapped ones.
+    #[serde(default)]
+    pub slurm_args: Vec<String>,
 }
 
 impl Job {
@@ -254,6 +259,11 @@ impl Job {
             Command::Shell(s) => SpawnOptions::shell(s),
             Command::Exec(v) => SpawnOptions::exec(v),
         };
+        if let Some(e) = self.engine {
+            // First: a scheduler engine changes the default stdin.
+            o.set_engine(e);
+        }
+        o.slurm_args.clone_from(&self.slurm_args);
         o.name.clone_from(&self.name);
         o.cwd = self.cwd.as_ref().map(resolve);
         o.env = self.env.iter().map(|(k, v)| (k.into(), v.into())).collect();

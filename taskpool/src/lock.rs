@@ -49,6 +49,23 @@ pub fn try_lock_ofd(file: &File) -> Result<bool> {
     }
 }
 
+/// Take an exclusive OFD lock on the whole of `file`, waiting while another open file
+/// description holds it (a scheduler task's supervisor waits so for its submitter).
+pub fn lock_ofd_wait(file: &File) -> Result<()> {
+    loop {
+        let mut fl = flock_struct(libc::F_WRLCK as libc::c_short);
+        // SAFETY: the fd is valid for the life of `file`, and `fl` is a valid, initialised flock.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &mut fl) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(Error::io("locking the task's lock file", e));
+        }
+    }
+}
+
 /// What a liveness probe found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {

@@ -13,6 +13,7 @@
 //!   tasks/ID/run-N/chunks    the order in which the chunks were read (combined view)
 //! ```
 
+use crate::engine::JobView;
 use crate::error::{Error, ErrorKind, Result};
 use crate::info::Info;
 use crate::lock::{self, Probe};
@@ -279,6 +280,17 @@ impl Pool {
         self.task_dir(id).join("lock")
     }
 
+    /// A control request for a scheduler task's supervisor from another node (see
+    /// [`crate::engine`]): one request line, then SIGUSR2 through the scheduler.
+    pub fn control_path(&self, id: u64) -> PathBuf {
+        self.task_dir(id).join("control")
+    }
+
+    /// The supervisor's reply to the control request: one response line.
+    pub fn control_reply_path(&self, id: u64) -> PathBuf {
+        self.task_dir(id).join("control.reply")
+    }
+
     /// A task's socket (the seed's `socketPath`).
     pub fn socket_path(&self, id: u64) -> PathBuf {
         self.task_dir(id).join("sock")
@@ -406,10 +418,58 @@ impl Pool {
         if !rec.state.is_live() {
             return Ok(rec);
         }
-        match lock::probe(&self.lock_path(id))? {
+        let probe = lock::probe(&self.lock_path(id))?;
+        if rec.spec.engine.is_scheduler() {
+            let jobs: Vec<u64> = rec.job.iter().filter_map(|j| j.job_id).collect();
+            let views = rec.spec.engine.query(&jobs);
+            return self.settle(rec, probe == Probe::Held, &views);
+        }
+        match probe {
             Probe::Held => Ok(rec),
             Probe::Free | Probe::Missing => self.mark_lost(id),
         }
+    }
+
+    /// Merge the scheduler's view into a live scheduler task's record ([`crate::reconcile`]); when
+    /// that ends the task, store the end (under the task's lock, into the full record). When the
+    /// scheduler could not be asked, the record stands as it is.
+    fn settle(
+        &self,
+        mut rec: Record,
+        lock_held: bool,
+        views: &Result<std::collections::HashMap<u64, JobView>>,
+    ) -> Result<Record> {
+        let Ok(views) = views else {
+            return Ok(rec);
+        };
+        let view = |rec: &Record| {
+            rec.job
+                .as_ref()
+                .and_then(|j| j.job_id)
+                .and_then(|j| views.get(&j))
+                .cloned()
+        };
+        let pred = |p: u64| self.load_record(p).ok().and_then(|r| r.status());
+        let v = view(&rec);
+        if !crate::reconcile::merge(&mut rec, v.as_ref(), lock_held, &pred) {
+            return Ok(rec);
+        }
+        let id = rec.id;
+        let Some(_guard) = lock::open(&self.lock_path(id), false)
+            .ok()
+            .filter(|f| lock::try_lock_ofd(f).ok() == Some(true))
+        else {
+            // Taken meanwhile: its holder writes the record.
+            return Record::load(&self.record_path(id));
+        };
+        let path = self.record_path(id);
+        let mut fresh = Record::load(&path)?;
+        let v = view(&fresh);
+        if fresh.state.is_live() && crate::reconcile::merge(&mut fresh, v.as_ref(), false, &pred) {
+            // A reader without write access still reports the end.
+            let _ = fresh.store(&path, true);
+        }
+        Ok(fresh)
     }
 
     fn mark_lost(&self, id: u64) -> Result<Record> {
@@ -510,19 +570,76 @@ impl Pool {
     /// system calls and a parse, independent of the others: a large pool is read by one thread
     /// per core (at most [`LIST_THREADS`]).
     fn infos(&self, ids: &[u64]) -> Result<Vec<Info>> {
-        let one = |id: u64| -> Option<Result<Info>> {
+        let one = |id: u64| -> Option<Result<Listed>> {
             // Info does not show the environment: skip parsing it (most of a record's bytes).
-            match self.load_record_as(id, Record::load_without_env) {
-                Ok(rec) => Some(Ok(Info::from_record(&rec))),
+            match self.list_one(id) {
+                Ok(listed) => Some(Ok(listed)),
                 Err(e) if e.kind() == ErrorKind::NotFound => None,
                 Err(e) => Some(Err(e)),
             }
         };
+        let listed = self.list_parallel(ids, &one)?;
+        // Live scheduler tasks: one question to the scheduler for all of them.
+        let jobs: Vec<u64> = listed
+            .iter()
+            .filter_map(|l| match l {
+                Listed::Ask(rec, _) => rec.job.as_ref().and_then(|j| j.job_id),
+                Listed::Done(_) => None,
+            })
+            .collect();
+        let views = if jobs.is_empty() {
+            Ok(Default::default())
+        } else {
+            crate::engine::Engine::Slurm.query(&jobs)
+        };
+        listed
+            .into_iter()
+            .map(|l| match l {
+                Listed::Done(info) => Ok(info),
+                Listed::Ask(rec, held) => self
+                    .settle(rec, held, &views)
+                    .map(|r| Info::from_record(&r)),
+            })
+            .collect()
+    }
+
+    /// One task of a listing: its info, or a live scheduler task's record (with whether its lock
+    /// is held here) to merge with the scheduler's view.
+    fn list_one(&self, id: u64) -> Result<Listed> {
+        let path = self.record_path(id);
+        let rec = Record::load_without_env(&path).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Error::new(ErrorKind::NotFound, format!("task {id} not found"))
+            } else {
+                e
+            }
+        })?;
+        if rec.state.is_live() && rec.spec.engine.is_scheduler() {
+            let held = lock::probe(&self.lock_path(id))? == Probe::Held;
+            return Ok(Listed::Ask(rec, held));
+        }
+        if !rec.state.is_live() {
+            return Ok(Listed::Done(Info::from_record(&rec)));
+        }
+        match lock::probe(&self.lock_path(id))? {
+            Probe::Held => Ok(Listed::Done(Info::from_record(&rec))),
+            Probe::Free | Probe::Missing => self
+                .mark_lost(id)
+                .map(|r| Listed::Done(Info::from_record(&r))),
+        }
+    }
+
+    /// `one` of each of `ids`, in order, by one thread per core (at most [`LIST_THREADS`]) for a
+    /// large pool.
+    fn list_parallel(
+        &self,
+        ids: &[u64],
+        one: &(dyn Fn(u64) -> Option<Result<Listed>> + Sync),
+    ) -> Result<Vec<Listed>> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(LIST_THREADS));
         if threads < 2 || ids.len() < LIST_PARALLEL_FROM {
             return ids.iter().filter_map(|&id| one(id)).collect();
         }
-        let one = &one;
         std::thread::scope(|s| {
             let parts: Vec<_> = ids
                 .chunks(ids.len().div_ceil(threads))
@@ -530,8 +647,8 @@ impl Pool {
                 .collect();
             let mut all = Vec::with_capacity(ids.len());
             for part in parts {
-                let infos: Result<Vec<Info>> = part.join().expect("a listing thread panicked");
-                all.extend(infos?);
+                let listed: Result<Vec<Listed>> = part.join().expect("a listing thread panicked");
+                all.extend(listed?);
             }
             Ok(all)
         })
@@ -587,6 +704,17 @@ impl Pool {
         }
         Ok(())
     }
+}
+
+/// One task of a listing, before the scheduler is asked.
+// Both variants are large and each is made and consumed once per task: boxing would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+enum Listed {
+    /// Its info, judged from the record and the lock.
+    Done(Info),
+    /// A live scheduler task's record, and whether its lock is held here.
+    Ask(Record, bool),
 }
 
 /// How old a task directory without a record must be before `clean` takes it for abandoned.

@@ -3,6 +3,7 @@
 //! is live and replaces it atomically (write `record.json.tmp`, rename); readers never see a torn
 //! record. Everything about an ended task is answered from this file without a live supervisor.
 
+pub use crate::engine::{Engine, JobRecord};
 use crate::error::{Error, ErrorKind, Result};
 pub use crate::plan::Plan;
 pub use crate::status::{now, State, Status, Timestamp};
@@ -127,6 +128,16 @@ pub struct Spec {
     /// Run the task on a pseudo-terminal of this size (`--pty`); see [`crate::pty`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pty: Option<crate::pty::PtySize>,
+    /// Who starts the supervisor (see [`crate::engine`]).
+    #[serde(default, skip_serializing_if = "is_local")]
+    pub engine: Engine,
+    /// Arguments added to the scheduler's submission (`--slurm-arg`), after the mapped ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slurm_args: Vec<String>,
+}
+
+fn is_local(e: &Engine) -> bool {
+    *e == Engine::Local
 }
 
 /// Per-stream byte counters: offsets are absolute positions in the stream.
@@ -257,6 +268,9 @@ pub struct Record {
     /// `restore` knows what to re-arm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_from: Option<State>,
+    /// The task's job in its engine's scheduler (engines other than local).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobRecord>,
 }
 
 fn is_zero_u32(n: &u32) -> bool {

@@ -5,6 +5,7 @@
 //! listens on its socket and has executed the command, or carries the real reason it could not;
 //! on failure nothing is left behind (no process, no socket, no record).
 
+use crate::engine::Engine;
 use crate::error::{kind_from_name, Error, ErrorKind, Result};
 use crate::plan::{Backoff, Hooks, Plan, Repeat, RestartPolicy};
 use crate::pool::Pool;
@@ -137,6 +138,10 @@ pub struct SpawnOptions {
     pub readiness: Option<crate::ready::Readiness>,
     /// Run on a pseudo-terminal of this size (see [`crate::pty`]).
     pub pty: Option<crate::pty::PtySize>,
+    /// Who starts the supervisor (default: [`Engine::Local`]; see [`crate::engine`]).
+    pub engine: Engine,
+    /// Arguments added to the scheduler's submission, after the mapped ones (`--slurm-arg`).
+    pub slurm_args: Vec<String>,
 }
 
 impl SpawnOptions {
@@ -162,6 +167,8 @@ impl SpawnOptions {
             oom_score_adj: None,
             readiness: None,
             pty: None,
+            engine: Engine::Local,
+            slurm_args: Vec::new(),
         }
     }
 
@@ -408,6 +415,28 @@ impl SpawnOptions {
         self
     }
 
+    /// Choose who starts the supervisor. A scheduler engine makes the default stdin (a pipe,
+    /// which nothing could write to from another node) `/dev/null`; a stdin set afterwards stays.
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.set_engine(engine);
+        self
+    }
+
+    /// [`SpawnOptions::engine`] in place.
+    pub fn set_engine(&mut self, engine: Engine) {
+        if engine.is_scheduler() && self.stdin == Stdin::Pipe {
+            self.stdin = Stdin::Null;
+        }
+        self.engine = engine;
+    }
+
+    /// Add an argument to the scheduler's submission (e.g. `--partition=gpu`), after the mapped
+    /// ones.
+    pub fn slurm_arg(mut self, arg: impl Into<String>) -> Self {
+        self.slurm_args.push(arg.into());
+        self
+    }
+
     /// Validate the options and resolve them into a [`Spec`]: the complete environment, an
     /// absolute working directory that exists.
     pub fn to_spec(&self) -> Result<Spec> {
@@ -436,6 +465,12 @@ impl SpawnOptions {
                 ErrorKind::NotFound,
                 format!("cwd {} does not exist or is not a directory", cwd.display()),
             ));
+        }
+        if self.pty.is_some() && self.engine.is_scheduler() {
+            return Err(invalid(format!(
+                "--pty cannot be mapped to the {} engine: a terminal on another node cannot be attached to; run without --pty (the output is captured either way)",
+                self.engine.as_str()
+            )));
         }
         if self.pty.is_some() && self.stdin != Stdin::Pipe {
             return Err(invalid(
@@ -501,6 +536,8 @@ impl SpawnOptions {
             oom_score_adj: self.oom_score_adj,
             readiness: self.readiness,
             pty: self.pty,
+            engine: self.engine,
+            slurm_args: self.slurm_args.clone(),
         })
     }
 }
@@ -615,6 +652,9 @@ impl Pool {
     /// status `failure` and the reason in its info.
     pub fn spawn(&self, opts: &SpawnOptions) -> Result<Task> {
         let spec = opts.to_spec()?;
+        if spec.engine.is_scheduler() {
+            return self.submit(spec, &opts.meta);
+        }
         let behavior = spec.behavior;
         // Started first: its start-up overlaps the checks and the id's allocation below.
         let starting = self.start_supervisor(behavior)?;
@@ -656,15 +696,31 @@ impl Pool {
         }
     }
 
-    /// Every predecessor the plan names must exist.
+    /// Every predecessor the plan names must exist, and be a local task (a chain cannot mix
+    /// engines).
     pub(crate) fn check_predecessors(&self, spec: &Spec) -> Result<()> {
         for id in spec.plan.predecessors() {
-            if !self.record_path(id).exists() {
+            let rec = match crate::record::Record::load_without_env(&self.record_path(id)) {
+                Ok(rec) => rec,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "task {id} (a predecessor) not found in pool {}",
+                            self.path().display()
+                        ),
+                    ))
+                }
+                Err(e) => return Err(e),
+            };
+            if rec.spec.engine != spec.engine {
                 return Err(Error::new(
-                    ErrorKind::NotFound,
+                    ErrorKind::InvalidInput,
                     format!(
-                        "task {id} (a predecessor) not found in pool {}",
-                        self.path().display()
+                        "task {id} (a predecessor) is a {} task: a chain cannot mix {} and {} tasks",
+                        rec.spec.engine.as_str(),
+                        rec.spec.engine.as_str(),
+                        spec.engine.as_str()
                     ),
                 ));
             }
@@ -681,6 +737,15 @@ impl Pool {
                 format!(
                     "task {id} is {}; restart is refused while it is live",
                     rec.state.as_str()
+                ),
+            ));
+        }
+        if rec.spec.engine.is_scheduler() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "task {id} is a {} task: restart is not supported for it (spawn it again)",
+                    rec.spec.engine.as_str()
                 ),
             ));
         }
@@ -723,7 +788,8 @@ impl Pool {
                 continue;
             };
             let recurring = rec.spec.plan.repeat.is_some();
-            if !(from.is_deferred() || recurring) {
+            // A scheduler task's supervisor is its job's to start, never ours.
+            if !(from.is_deferred() || recurring) || rec.spec.engine.is_scheduler() {
                 continue;
             }
             let launch = Launch {

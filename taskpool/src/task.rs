@@ -3,6 +3,7 @@
 //! hang); everything about an ended task is answered from its record and output files.
 
 use crate::client::Conn;
+use crate::engine::SCHEDULER_POLL;
 use crate::error::{Error, ErrorKind, Result};
 pub use crate::follow::{Event, Follow};
 use crate::info::Info;
@@ -24,6 +25,13 @@ pub struct Task {
     /// The supervisor, when spawned in the foreground (it is our child and must be reaped).
     child: Mutex<Option<std::process::Child>>,
 }
+
+/// How long a cancel through the scheduler waits for the task's record to show the end.
+const SCHEDULER_CANCEL_WAIT: Duration = Duration::from_secs(60);
+/// How long a control request waits for the supervisor's reply.
+const CONTROL_REPLY_WAIT: Duration = Duration::from_secs(10);
+/// How often the reply to a control request is looked for.
+const CONTROL_POLL: Duration = Duration::from_millis(50);
 
 /// What to read with [`Task::read`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,9 +151,31 @@ impl Task {
     /// Fresh info: from the live supervisor, else from the record.
     pub fn info(&self) -> Result<Info> {
         match self.live_request(&Request::Info, &[]) {
-            Ok(Response::Info { info }) => Ok(*info),
+            Ok(Response::Info { mut info }) => {
+                // The supervisor does not ask its scheduler; the info does (one query).
+                if let Some(job) = info.slurm.as_mut() {
+                    if let Some(v) = job
+                        .job_id
+                        .and_then(|j| info.engine.query(&[j]).ok()?.remove(&j))
+                    {
+                        job.state = Some(v.state);
+                        job.reason = v.reason;
+                    }
+                }
+                Ok(*info)
+            }
             Ok(other) => Err(unexpected(self.id, &other)),
             Err(e) if e.kind() == ErrorKind::State => Ok(Info::from_record(&self.record()?)),
+            Err(e) if e.kind() == ErrorKind::Unreachable => {
+                // A scheduler task not started yet, or on another node: its record, merged with
+                // the scheduler's view.
+                let rec = self.record()?;
+                if rec.spec.engine.is_scheduler() {
+                    Ok(Info::from_record(&rec))
+                } else {
+                    Err(e)
+                }
+            }
             Err(e) => Err(e),
         }
     }
@@ -193,23 +223,139 @@ impl Task {
 
     /// Send `signal` to the task's process group.
     pub fn kill(&self, signal: Signal) -> Result<()> {
-        self.live_request(
+        match self.live_request(
             &Request::Signal {
                 signal: SignalArg::Name(signal.as_str().to_owned()),
             },
             &[],
-        )
-        .map(drop)
+        ) {
+            Err(e) if e.kind() == ErrorKind::Unreachable => self.through_scheduler(
+                e,
+                Request::Signal {
+                    signal: SignalArg::Name(signal.as_str().to_owned()),
+                },
+            ),
+            r => r.map(drop),
+        }
+    }
+
+    /// A scheduler task whose supervisor cannot be reached from here: its job is pending, or
+    /// it runs on another node. A pending job is cancelled for a signal or a terminate (it then
+    /// never runs); a running supervisor is sent `req` as a control request (the request in the
+    /// task's `control` file, then SIGUSR2 through the scheduler; see [`crate::engine`]) and its
+    /// reply read from `control.reply`. The outcome is confirmed by the task's state or the
+    /// reply, since the scheduler's commands succeed even for a job they do not know.
+    fn through_scheduler(&self, unreachable: Error, req: Request) -> Result<()> {
+        let rec = self.record()?;
+        let job = rec.job.as_ref().and_then(|j| j.job_id);
+        let (true, Some(job)) = (rec.spec.engine.is_scheduler(), job) else {
+            return Err(unreachable);
+        };
+        if !rec.state.is_live() {
+            return Ok(());
+        }
+        let engine = rec.spec.engine;
+        let pending = rec.state.is_deferred() && rec.supervisor_pid.is_none();
+        if pending {
+            if matches!(req, Request::Pause | Request::Resume) {
+                return Err(Error::new(
+                    ErrorKind::State,
+                    format!(
+                        "task {} is {} (Slurm job {job} is pending): nothing runs to pause or resume",
+                        self.id,
+                        rec.state.as_str()
+                    ),
+                ));
+            }
+            engine.cancel(job)?;
+            return self.until_ended(job);
+        }
+        let terminate = matches!(req, Request::Terminate { .. });
+        self.control(engine, job, &req)?;
+        if terminate {
+            self.until_ended(job)?;
+        }
+        Ok(())
+    }
+
+    /// Send `req` to the supervisor of `job` as a control request; its reply.
+    fn control(&self, engine: crate::Engine, job: u64, req: &Request) -> Result<()> {
+        let path = self.pool.control_path(self.id);
+        let reply_path = self.pool.control_reply_path(self.id);
+        let _ = std::fs::remove_file(&reply_path);
+        let line = serde_json::to_vec(req).expect("requests always serialize");
+        crate::record::write_atomic(&path, &line, false)?;
+        engine.wake(job)?;
+        let deadline = Instant::now() + CONTROL_REPLY_WAIT;
+        loop {
+            if let Ok(bytes) = std::fs::read(&reply_path) {
+                let _ = std::fs::remove_file(&reply_path);
+                let reply: Response = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::new(ErrorKind::Protocol, format!("bad control reply: {e}"))
+                })?;
+                return reply.into_result().map(drop);
+            }
+            if Instant::now() >= deadline {
+                let _ = std::fs::remove_file(&path);
+                let rec = self.record()?;
+                if !rec.state.is_live() {
+                    return Err(ended(self.id, rec.state));
+                }
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "task {}: the supervisor in Slurm job {job} did not answer a control request within {} s",
+                        self.id,
+                        CONTROL_REPLY_WAIT.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(CONTROL_POLL);
+        }
+    }
+
+    /// Wait (looking at the record) until the task has ended after its job was cancelled or
+    /// terminated.
+    fn until_ended(&self, job: u64) -> Result<()> {
+        let deadline = Instant::now() + SCHEDULER_CANCEL_WAIT;
+        loop {
+            let rec = self.record()?;
+            if !rec.state.is_live() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "Slurm job {job} was cancelled, but task {} is still {} after {} s",
+                        self.id,
+                        rec.state.as_str(),
+                        SCHEDULER_CANCEL_WAIT.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(SCHEDULER_POLL);
+        }
     }
 
     /// Stop the task's process group (SIGSTOP); its state becomes `paused`.
     pub fn pause(&self) -> Result<()> {
-        self.live_request(&Request::Pause, &[]).map(drop)
+        match self.live_request(&Request::Pause, &[]) {
+            Err(e) if e.kind() == ErrorKind::Unreachable => {
+                self.through_scheduler(e, Request::Pause)
+            }
+            r => r.map(drop),
+        }
     }
 
     /// Continue a paused task.
     pub fn resume(&self) -> Result<()> {
-        self.live_request(&Request::Resume, &[]).map(drop)
+        match self.live_request(&Request::Resume, &[]) {
+            Err(e) if e.kind() == ErrorKind::Unreachable => {
+                self.through_scheduler(e, Request::Resume)
+            }
+            r => r.map(drop),
+        }
     }
 
     /// Write bytes to the task's stdin (a pipe).
@@ -266,7 +412,18 @@ impl Task {
                 count: Some(count.min(MAX_FRAME)),
                 peek: opts.peek,
             };
-            let mut c = self.connect()?;
+            let mut c = match self.connect() {
+                Ok(c) => c,
+                // A scheduler task on another node: its files.
+                Err(e) if e.kind() == ErrorKind::Unreachable && rec.spec.engine.is_scheduler() => {
+                    return self.read(&ReadOptions {
+                        offset: Some(opts.offset.unwrap_or(0)),
+                        peek: true,
+                        ..*opts
+                    })
+                }
+                Err(e) => return Err(e),
+            };
             if let Response::Data { offset, .. } = c.request(&req, &[])? {
                 return Ok(Chunk {
                     offset,
@@ -315,7 +472,11 @@ impl Task {
                         return Ok(Follow::live(self.pool.clone(), self.id, c, from));
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::Unreachable => {}
+                Err(e) if e.kind() == ErrorKind::Unreachable => {
+                    if rec.spec.engine.is_scheduler() {
+                        return Ok(Follow::remote(self.pool.clone(), self.id, from));
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -346,7 +507,14 @@ impl Task {
                 Some(left.map_or(self.pool.timeout(), |l| l.min(self.pool.timeout())));
             let mut c = match Conn::open(&self.pool, self.id, connect_timeout) {
                 Ok(c) => c,
-                Err(e) if e.kind() == ErrorKind::Unreachable => continue,
+                Err(e) if e.kind() == ErrorKind::Unreachable => {
+                    if rec.spec.engine.is_scheduler() {
+                        // Not started yet, or on another node: nothing here to wait on but the
+                        // record and the scheduler, looked at a modest interval apart.
+                        std::thread::sleep(left.map_or(SCHEDULER_POLL, |l| l.min(SCHEDULER_POLL)));
+                    }
+                    continue;
+                }
                 Err(e)
                     if e.kind() == ErrorKind::Timeout
                         && left.is_some_and(|l| l <= self.pool.timeout()) =>
@@ -406,7 +574,13 @@ impl Task {
                 Some(left.map_or(self.pool.timeout(), |l| l.min(self.pool.timeout())));
             let mut c = match Conn::open(&self.pool, self.id, connect_timeout) {
                 Ok(c) => c,
-                Err(e) if e.kind() == ErrorKind::Unreachable => continue,
+                Err(e) if e.kind() == ErrorKind::Unreachable => {
+                    if rec.spec.engine.is_scheduler() {
+                        // As in `wait_timeout`: nothing to block on but the record.
+                        std::thread::sleep(left.map_or(SCHEDULER_POLL, |l| l.min(SCHEDULER_POLL)));
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == ErrorKind::Timeout && left.is_some() => return Ok(None),
                 Err(e) => return Err(e),
             };
@@ -458,7 +632,11 @@ impl Task {
                     // The connection closes when the supervisor exits.
                     while let Ok(Some(_)) = c.recv() {}
                 }
-                Err(e) if e.kind() == ErrorKind::Unreachable => {}
+                Err(e) if e.kind() == ErrorKind::Unreachable => {
+                    if rec.state.is_live() && rec.spec.engine.is_scheduler() {
+                        self.through_scheduler(e, req)?;
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -25,6 +25,7 @@ mod queue;
 mod queue_more;
 mod ready;
 mod security;
+mod slurm;
 mod spawn_path;
 mod symlinks;
 mod times;

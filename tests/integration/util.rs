@@ -106,6 +106,7 @@ impl TestPool {
             .env_remove("TASKPOOL_DIR")
             .env_remove("TASKPOOL_TASK_ID")
             .env_remove("TASKPOOL_SUPERVISOR_PID")
+            .env_remove("TASKPOOL_ENGINE")
             .stdin(Stdio::null());
         c
     }
