@@ -159,12 +159,31 @@ pub enum Cmd {
     /// line per file. Runs until SIGINT or SIGTERM (exit 0), or with --once until the files
     /// already there are done. Refuses a directory others can write to.
     Watch(WatchCmd),
+    /// Serve the pool over HTTP: a JSON API and live output (see docs/http.md).
+    ///
+    /// Runs the taskpool-serve program installed beside this one, with these arguments:
+    /// [--listen HOST:PORT|unix:PATH] [--token-file FILE] [--read-only] [--allow-spawn].
+    /// Prints the URL to open, token included, then serves until SIGINT or SIGTERM.
+    #[command(disable_help_flag = true)]
+    Serve(ServeCmd),
     /// Print a shell completion script.
     Completions(CompletionsCmd),
     /// Write a man page for every command (taskpool.1, taskpool-spawn.1, ...) into DIR.
     ///
     /// For example: taskpool manpages ~/.local/share/man/man1
     Manpages(ManpagesCmd),
+}
+
+/// `taskpool serve`: its arguments go to taskpool-serve as they are.
+#[derive(Debug, Args)]
+pub struct ServeCmd {
+    /// The arguments of taskpool-serve (--help lists them).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARG"
+    )]
+    pub args: Vec<OsString>,
 }
 
 /// Everything that describes a new task (shared by `spawn` and `run`).

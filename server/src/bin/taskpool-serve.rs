@@ -1,0 +1,95 @@
+//! `taskpool-serve`: the program behind `taskpool serve` (see `docs/http.md`).
+
+use clap::Parser;
+use std::io::Write;
+use std::path::PathBuf;
+use taskpool::{CreateOptions, Pool};
+
+/// Serve a pool as a JSON API over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "taskpool serve", version)]
+struct Args {
+    /// The pool directory [default: $TASKPOOL_DIR].
+    #[arg(long, value_name = "DIR", env = "TASKPOOL_DIR")]
+    pool: PathBuf,
+    /// HOST:PORT (port 0 picks a free one) or unix:PATH.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8370")]
+    listen: String,
+    /// Read the token from FILE (mode 0600 or stricter) instead of making a random one.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Refuse every request that would change something.
+    #[arg(long)]
+    read_only: bool,
+    /// Accept POST /api/tasks (spawning jobs over HTTP).
+    #[arg(long)]
+    allow_spawn: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        let _ = writeln!(std::io::stderr(), "taskpool serve: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn run(args: Args) -> anyhow::Result<()> {
+    let token = match &args.token_file {
+        Some(f) => taskpool_server::auth::token_from_file(f)?,
+        None => taskpool_server::auth::random_token()?,
+    };
+    let pool = Pool::open_or_create(&args.pool, CreateOptions::default())?;
+    let state = taskpool_server::state(pool, token.clone(), args.read_only, args.allow_spawn)?;
+    let app = taskpool_server::app(state);
+    let mut out = std::io::stdout().lock();
+    if let Some(path) = args.listen.strip_prefix("unix:") {
+        let path = PathBuf::from(path);
+        let l = unix_listener(&path)?;
+        writeln!(out, "unix:{}?token={token}", path.display())?;
+        out.flush()?;
+        drop(out);
+        let serve = axum::serve(taskpool_server::PeerChecked(l), app);
+        tokio::select! { r = serve => r?, r = stop() => r? }
+        let _ = std::fs::remove_file(&path);
+    } else {
+        let l = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("--listen {}: {e}", args.listen))?;
+        let addr = l.local_addr()?;
+        if !addr.ip().is_loopback() {
+            eprintln!(
+                "taskpool serve: warning: listening on {addr}, beyond this machine: the traffic (token included) is plain HTTP"
+            );
+        }
+        writeln!(out, "http://{addr}/?token={token}")?;
+        out.flush()?;
+        drop(out);
+        let serve = axum::serve(l, app);
+        tokio::select! { r = serve => r?, r = stop() => r? }
+    }
+    Ok(())
+}
+
+/// A unix socket at `path`, mode 0600.
+fn unix_listener(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    // Bound under a umask of 077 so it is never open to others, even for a moment.
+    let old = unsafe { libc::umask(0o077) };
+    let l = tokio::net::UnixListener::bind(path);
+    unsafe { libc::umask(old) };
+    let l = l.map_err(|e| anyhow::anyhow!("--listen unix:{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Wait for SIGINT or SIGTERM.
+async fn stop() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    eprintln!("taskpool serve: stopping");
+    Ok(())
+}
