@@ -5,6 +5,7 @@
 //! Usage: `taskpool-bench [--quick] [--json FILE] [--only SECTION,...]`
 //! Sections: spawn, search (also idle cost, peers' memory, and 2000 live tasks), output, follow.
 
+mod bulk;
 mod follow;
 mod output;
 mod peers;
@@ -159,6 +160,9 @@ fn main() {
     );
     if want("spawn") {
         spawn::run(&mut cx);
+    }
+    if want("bulk") {
+        bulk::run(&mut cx);
     }
     if want("search") {
         search::run(&mut cx);

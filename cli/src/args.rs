@@ -366,7 +366,7 @@ pub struct TaskArg {
 }
 
 #[derive(Debug, Args)]
-#[command(mut_arg("argv", |a| a.required_unless_present_any(["shell", "file"])))]
+#[command(mut_arg("argv", |a| a.required_unless_present_any(["shell", "file", "many"])))]
 pub struct SpawnCmd {
     #[command(flatten)]
     pub spawn: SpawnArgs,
@@ -374,6 +374,10 @@ pub struct SpawnCmd {
     /// paths in it are relative to the file's directory.
     #[arg(long, value_name = "JOB.json")]
     pub file: Option<PathBuf>,
+    /// Spawn one task per line of FILE (`-`: stdin), each line a job object as in a job file;
+    /// every line is checked before any task is spawned. Prints the ids, one per line.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["file", "wait_ready", "shell", "argv"])]
+    pub many: Option<PathBuf>,
     /// Return only once the task is ready (--ready-fd or --notify), waiting at most TIMEOUT;
     /// exit 1 if it ends first, 124 if the time runs out (the task goes on).
     #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, require_equals = true,
@@ -459,6 +463,28 @@ pub struct OutputCmd {
     /// next --consume returns only newer output.
     #[arg(long, conflicts_with_all = ["run", "follow", "tail", "from"])]
     pub consume: bool,
+    /// Prefix each line with the time its first byte was read: RFC 3339 local time with
+    /// milliseconds (`2027-03-28T03:00:00.123+02:00 line`), or `relative` to the run's start
+    /// (`+1.250s line`).
+    #[arg(long, value_name = "FORM", num_args = 0..=1, require_equals = true,
+          default_missing_value = "absolute", conflicts_with_all = ["follow", "consume"])]
+    pub timestamps: Option<TimestampForm>,
+    /// Only the lines read at or after TIME: RFC 3339 (fractions allowed), HH:MM[:SS] (the
+    /// latest past one, local time), or a DURATION meaning that long ago.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["follow", "consume"])]
+    pub since: Option<String>,
+    /// Only the lines read at or before TIME (the forms of --since).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["follow", "consume"])]
+    pub until: Option<String>,
+}
+
+/// How `output --timestamps` shows a line's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimestampForm {
+    /// RFC 3339 local time with milliseconds and the offset.
+    Absolute,
+    /// Seconds since the run's start, with milliseconds (`+1.250s`).
+    Relative,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 //! `--consume` takes what the live supervisor holds past its consume position instead.
 
 use crate::args::{GlobalArgs, OutputCmd};
+use crate::output_times::{read_range, Timed};
 use crate::print::{self, Data};
 use crate::select;
 use anyhow::{anyhow, Result};
@@ -15,8 +16,6 @@ use taskpool::protocol::MAX_FRAME;
 use taskpool::task::ReadOptions;
 use taskpool::{Error, ErrorKind, Event, Info, State, Stream, Task};
 
-/// How many bytes are read from the files at a time.
-const PIECE: usize = 256 * 1024;
 /// How far back `--tail` looks at a time.
 const TAIL_WINDOW: usize = 64 * 1024;
 
@@ -32,6 +31,12 @@ pub fn output(global: &GlobalArgs, cmd: &OutputCmd) -> Result<i32> {
     };
     if cmd.consume {
         return consume(global, &task, stream);
+    }
+    let timed = Timed::of(cmd)?;
+    if timed.is_some() && global.json {
+        return Err(anyhow!(
+            "--timestamps, --since and --until print lines of text: they do not combine with --json"
+        ));
     }
     let rec = task.record()?;
     let latest = rec.current().map_or(0, |r| r.run);
@@ -80,6 +85,17 @@ pub fn output(global: &GlobalArgs, cmd: &OutputCmd) -> Result<i32> {
     };
     if cmd.follow && run == latest {
         return follow(&view, &task, from);
+    }
+    if let Some(timed) = timed {
+        let dir = pool.run_dir(task.id(), run);
+        let plain = || {
+            let mut out = std::io::stdout().lock();
+            read_range(&log, stream, &kept, from, end, |_, piece| {
+                print::raw(&mut out, piece)
+            })
+        };
+        timed.print(&dir, task.id(), run, &log, stream, &kept, from, end, plain)?;
+        return Ok(0);
     }
     let mut data = Vec::new();
     let mut out = std::io::stdout().lock();
@@ -145,29 +161,6 @@ struct View {
     id: u64,
     run: u32,
     stream: Stream,
-}
-
-/// Read the kept bytes of `[from, end)` of a stream (or of the combined view) from the files,
-/// handing each piece, with the offset of its first byte, to `emit` as it is read. What the log
-/// cap dropped (below `kept`) is skipped.
-fn read_range(
-    log: &OutputLog,
-    stream: Stream,
-    kept: &taskpool::output::Kept,
-    from: u64,
-    end: u64,
-    mut emit: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
-) -> Result<()> {
-    let mut at = from;
-    while at < end {
-        let (first, piece) = log.read_kept(stream, at, PIECE.min((end - at) as usize), kept)?;
-        if piece.is_empty() {
-            break;
-        }
-        at = first + piece.len() as u64;
-        emit(first, &piece)?;
-    }
-    Ok(())
 }
 
 /// Stream output and state changes until the task has ended. A single stream is taken from the

@@ -12,6 +12,9 @@ use taskpool::job::Job;
 use taskpool::{Behavior, SpawnOptions, Task};
 
 pub fn spawn(global: &GlobalArgs, cmd: &SpawnCmd) -> Result<i32> {
+    if let Some(path) = &cmd.many {
+        return crate::cmd_many::spawn_many(global, cmd, path);
+    }
     let opts = match &cmd.file {
         Some(path) => from_file(cmd, path)?,
         None => cmd.spawn.to_options(),

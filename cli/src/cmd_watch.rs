@@ -16,6 +16,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde_json::{json, Value};
+use std::cell::Cell;
 use std::ffi::{OsStr, OsString};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Read;
@@ -24,7 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use taskpool::job::{Job, MAX_JOB_FILE};
-use taskpool::Pool;
+use taskpool::{Pool, SpawnOptions};
 
 /// Where accepted files go (as `ID-NAME`).
 const ACCEPTED: &str = "accepted";
@@ -45,6 +46,7 @@ pub fn watch(global: &GlobalArgs, cmd: &WatchCmd) -> Result<i32> {
         pool,
         dir,
         json: global.json,
+        last_token: Cell::new(0),
     };
     // Signals first, then the watch, then the files already there: nothing is missed between.
     let signals = if cmd.once {
@@ -102,6 +104,8 @@ pub fn watch(global: &GlobalArgs, cmd: &WatchCmd) -> Result<i32> {
             Err(nix::errno::Errno::EAGAIN) => continue,
             r => r.context("reading inotify events")?,
         };
+        // One read's events are one burst: its files are spawned together.
+        let mut burst = Vec::new();
         for ev in events {
             if ev
                 .mask
@@ -110,11 +114,16 @@ pub fn watch(global: &GlobalArgs, cmd: &WatchCmd) -> Result<i32> {
                 bail!("watch directory {} was removed or moved", w.dir.display());
             }
             if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                w.take(&burst)?;
+                burst.clear();
                 w.scan()?;
             } else if let Some(name) = ev.name {
-                w.take(&name)?;
+                if !burst.contains(&name) {
+                    burst.push(name);
+                }
             }
         }
+        w.take(&burst)?;
     }
 }
 
@@ -162,6 +171,9 @@ struct Watcher {
     dir: PathBuf,
     /// Print JSON lines (`--json`).
     json: bool,
+    /// The nanoseconds of the last claim token made: each new one is later, so that the
+    /// claims of one burst never share a token.
+    last_token: Cell<u128>,
 }
 
 impl Watcher {
@@ -172,10 +184,7 @@ impl Watcher {
             .filter_map(|e| e.ok().map(|e| e.file_name()))
             .collect();
         names.sort();
-        for name in names {
-            self.take(&name)?;
-        }
-        Ok(())
+        self.take(&names)
     }
 
     /// Finish what a previous watcher claimed but did not file away.
@@ -207,32 +216,83 @@ impl Watcher {
         Ok(())
     }
 
-    /// Claim, submit and file away one directory entry, unless it is to be ignored.
-    fn take(&self, name: &OsStr) -> Result<()> {
+    /// Claim, submit and file away the directory entries `names` (those not to be ignored): the
+    /// files that are good are spawned together ([`Pool::spawn_many`]), each bad one is rejected
+    /// on its own.
+    fn take(&self, names: &[OsString]) -> Result<()> {
+        let mut claimed = Vec::new();
+        for name in names {
+            if let Some(c) = self.claim(name)? {
+                claimed.push(c);
+            }
+        }
+        // Each file's outcome, filed away in the order of `names`.
+        let mut outcomes: Vec<Option<Result<u64, String>>> = vec![None; claimed.len()];
+        let mut ready = Vec::new();
+        for (k, (claim, name, token)) in claimed.iter().enumerate() {
+            match self.read_job(claim, name, token) {
+                Ok(opts) => ready.push((k, opts)),
+                Err(reason) => outcomes[k] = Some(Err(reason)),
+            }
+        }
+        // Each round settles at least one, so this ends.
+        while !ready.is_empty() {
+            let opts: Vec<SpawnOptions> = ready.iter().map(|(_, o)| o.clone()).collect();
+            let settled: Vec<(usize, Result<u64, String>)> = match self.pool.spawn_many(&opts) {
+                Err((i, e)) => vec![(i, Err(e.message().to_owned()))],
+                Ok(made) => {
+                    let mut v: Vec<_> = made.tasks.iter().map(|(i, t)| (*i, Ok(t.id()))).collect();
+                    v.extend(made.failed.map(|(i, e)| (i, Err(e.message().to_owned()))));
+                    v
+                }
+            };
+            let mut done = vec![false; ready.len()];
+            for (i, outcome) in settled {
+                outcomes[ready[i].0] = Some(outcome);
+                done[i] = true;
+            }
+            let mut left = done.iter();
+            ready.retain(|_| !left.next().copied().unwrap_or(false));
+        }
+        for ((claim, name, _), outcome) in claimed.iter().zip(outcomes) {
+            self.finish(claim, name, outcome.expect("every file is settled"))?;
+        }
+        Ok(())
+    }
+
+    /// Claim one directory entry by renaming it under `.claimed/`: its claim's name, its name
+    /// and token, or `None` when it is to be ignored or is gone already.
+    fn claim(&self, name: &OsStr) -> Result<Option<(OsString, OsString, String)>> {
         let bytes = name.as_bytes();
         if bytes.starts_with(b".") || name == ACCEPTED || name == REJECTED {
-            return Ok(());
+            return Ok(None);
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let token = format!("{}-{}", std::process::id(), now.as_nanos());
+            .unwrap_or_default()
+            .as_nanos()
+            .max(self.last_token.get() + 1);
+        self.last_token.set(now);
+        let token = format!("{}-{now}", std::process::id());
         let mut claim = OsString::from(format!("{token}-"));
         claim.push(name);
         match std::fs::rename(self.dir.join(name), self.dir.join(CLAIMED).join(&claim)) {
-            Ok(()) => {}
+            Ok(()) => Ok(Some((claim, name.to_owned(), token))),
             // Gone already: another watcher took it, or an event for a file we took in a scan.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(e).with_context(|| format!("claiming {}", Path::new(name).display()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("claiming {}", Path::new(name).display())),
         }
-        let outcome = self.submit(&claim, name, &token);
-        self.finish(&claim, name, outcome)
     }
 
     /// Read the claimed file and spawn its task; the id, or why not.
     fn submit(&self, claim: &OsStr, name: &OsStr, token: &str) -> Result<u64, String> {
+        let opts = self.read_job(claim, name, token)?;
+        let task = self.pool.spawn(&opts).map_err(|e| e.message().to_owned())?;
+        Ok(task.id())
+    }
+
+    /// Read and check the claimed file: the task's options, or why not.
+    fn read_job(&self, claim: &OsStr, name: &OsStr, token: &str) -> Result<SpawnOptions, String> {
         let path = self.dir.join(CLAIMED).join(claim);
         let file = open_job(&path)?;
         let mut bytes = Vec::new();
@@ -251,8 +311,7 @@ impl Watcher {
             Value::from(name.to_string_lossy().into_owned()),
         );
         opts.meta.insert("job_claim".into(), Value::from(token));
-        let task = self.pool.spawn(&opts).map_err(|e| e.message().to_owned())?;
-        Ok(task.id())
+        Ok(opts)
     }
 
     /// Move a claimed file to `accepted/` or `rejected/` and print the outcome.

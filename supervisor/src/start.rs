@@ -190,6 +190,7 @@ pub fn start_run(pool: &Pool, record: &Record) -> Result<RunStart> {
             stdout: files.stdout,
             stderr: files.stderr,
             chunks: files.chunks,
+            times: files.times,
             log: files.log,
         },
         record.spec.buffer_size,
@@ -282,6 +283,7 @@ struct RunFiles {
     stdout: File,
     stderr: File,
     chunks: File,
+    times: File,
     log: OutputLog,
 }
 
@@ -318,6 +320,7 @@ fn make_run_dir(dir: &Path, undo: &mut MadeDir) -> Result<RunFiles> {
         stdout: open("stdout")?,
         stderr: open("stderr")?,
         chunks: open("chunks")?,
+        times: open(taskpool::times::TIMES_FILE)?,
         log: OutputLog::open(dir)?,
     };
     Ok(files)

@@ -40,6 +40,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bulk;
 mod client;
 pub mod cron;
 pub mod error;
@@ -64,6 +65,7 @@ pub mod signal;
 pub mod spawn;
 pub mod status;
 pub mod task;
+pub mod times;
 pub mod units;
 pub mod wire;
 

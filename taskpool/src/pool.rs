@@ -314,6 +314,12 @@ impl Pool {
     /// counter survives `rm` and `clean`) and are unique under concurrent spawns (the counter file
     /// is locked while it is bumped).
     pub fn allocate_id(&self) -> Result<u64> {
+        Ok(self.allocate_ids(1)?[0])
+    }
+
+    /// Allocate `n` ids at once, under one lock of the counter, ascending (and consecutive unless
+    /// a directory is in the way), each with its task directory created.
+    pub fn allocate_ids(&self, n: usize) -> Result<Vec<u64>> {
         let path = self.inner.dir.join("next-id");
         let mut f = lock::open(&path, true).map_err(|e| Error::path(&path, e))?;
         f.lock().map_err(|e| Error::path(&path, e))?;
@@ -326,21 +332,30 @@ impl Pool {
         } else {
             0o700
         };
-        loop {
+        let mut ids = Vec::with_capacity(n);
+        while ids.len() < n {
             let dir = self.task_dir(id);
             match fs::DirBuilder::new().mode(mode).create(&dir) {
                 Ok(()) => {
+                    ids.push(id);
                     // The umask may have taken the group bits of a shared pool.
                     if self.inner.shared_gid.is_some() {
-                        fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
-                            .map_err(|e| Error::path(&dir, e))?;
+                        if let Err(e) = fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                        {
+                            self.unallocate(&ids);
+                            return Err(Error::path(&dir, e));
+                        }
                     }
-                    break;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => id += 1,
-                Err(e) => return Err(Error::path(&dir, e)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    self.unallocate(&ids);
+                    return Err(Error::path(&dir, e));
+                }
             }
+            id += 1;
         }
+        let id = id - 1;
         // Overwritten in place: the counter only grows, so the new text is never shorter than
         // a valid old one (truncating first would cost a journaled metadata change per spawn).
         let next = format!("{}\n", id + 1);
@@ -350,7 +365,14 @@ impl Pool {
             f.set_len(next.len() as u64)
                 .map_err(|e| Error::path(&path, e))?;
         }
-        Ok(id)
+        Ok(ids)
+    }
+
+    /// Remove the (still empty) directories of ids allocated but not used.
+    pub(crate) fn unallocate(&self, ids: &[u64]) {
+        for &id in ids {
+            let _ = fs::remove_dir_all(self.task_dir(id));
+        }
     }
 
     /// The ids of every task that has a record, ascending.

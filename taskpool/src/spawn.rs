@@ -610,10 +610,21 @@ impl Pool {
                 return Err(e);
             }
         };
+        self.launch_new(starting, id, spec, &opts.meta)
+    }
+
+    /// Hand the new task `id` to the supervisor `starting`; on failure its directory goes.
+    pub(crate) fn launch_new(
+        &self,
+        starting: Starting,
+        id: u64,
+        spec: Spec,
+        meta: &Map<String, Value>,
+    ) -> Result<Task> {
         let launch = Launch {
             id,
             spec: Some(spec),
-            meta: opts.meta.clone(),
+            meta: meta.clone(),
             restart: false,
             restore: false,
             pool: None,
@@ -628,7 +639,7 @@ impl Pool {
     }
 
     /// Every predecessor the plan names must exist.
-    fn check_predecessors(&self, spec: &Spec) -> Result<()> {
+    pub(crate) fn check_predecessors(&self, spec: &Spec) -> Result<()> {
         for id in spec.plan.predecessors() {
             if !self.record_path(id).exists() {
                 return Err(Error::new(

@@ -5,6 +5,7 @@
 mod util;
 mod wire_doc;
 
+mod bulk;
 mod cli_basics;
 mod cli_control;
 mod faults;
@@ -26,3 +27,4 @@ mod security;
 mod spawn_path;
 mod symlinks;
 mod times;
+mod timestamps;

@@ -18,14 +18,20 @@
 //! The files hold every byte at its absolute offset; with a log cap the oldest bytes are punched
 //! out of the file in batches (offsets stay absolute, the stream's `start` and `dropped` move
 //! forward). Readers of the files use [`OutputLog`], opened once per run.
+//!
+//! Each chunk entry written to `chunks` may be stamped in `times` with when it arrived: one entry
+//! per millisecond at most, the monotonic clock against one realtime anchor (the format is in
+//! [`taskpool::times`]); with a log cap the oldest entries are punched out too.
 
 mod copy;
 mod splice;
+mod stamps;
 
 use crate::ring::Ring;
 use copy::{ring_cap, Moved};
 use nix::fcntl::FallocateFlags;
 use splice::{unappend, Relay, Stop};
+use stamps::Stamps;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -193,6 +199,8 @@ pub struct Capture {
     pub write_error: Option<String>,
     /// Bytes of the combined view without a `chunks` entry; once non-zero, `chunks` stops growing.
     combined_unstored: u64,
+    /// When the chunks arrived (see [`taskpool::times`]).
+    times: Stamps,
 }
 
 /// The files and pipes a run's capture is made of.
@@ -207,6 +215,8 @@ pub struct CaptureFiles {
     pub stderr: File,
     /// The run's `chunks` file.
     pub chunks: File,
+    /// The run's `times` file (empty; the capture writes its header).
+    pub times: File,
     /// Readers of the same files.
     pub log: OutputLog,
 }
@@ -227,6 +237,7 @@ impl Capture {
             punch_ok: true,
             write_error: None,
             combined_unstored: 0,
+            times: Stamps::new(files.times, log_max),
         }
     }
 
@@ -327,7 +338,10 @@ impl Capture {
         if stored > 0 && self.combined_unstored == 0 {
             let entry = chunk_entry(s, stored as u32);
             match write_all_counted(&mut self.chunks, &entry) {
-                (_, None) => indexed = stored,
+                (_, None) => {
+                    indexed = stored;
+                    self.times.chunk();
+                }
                 (_, Some(e)) => failed = failed.or(Some(e)),
             }
         }

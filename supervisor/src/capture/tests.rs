@@ -38,6 +38,7 @@ fn run(name: &str, buffer: u64, log_max: Option<u64>) -> Run {
         stdout: open("stdout"),
         stderr: open("stderr"),
         chunks: open("chunks"),
+        times: open("times"),
         log: OutputLog::open(&dir).unwrap(),
     };
     Run {

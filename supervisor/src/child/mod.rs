@@ -13,6 +13,8 @@
 //! searches `PATH` (the task's) as `execvp` does, a file without a `#!` line running under
 //! `/bin/sh`. A failure's `errno` comes back through the shared memory, so a missing program is a
 //! spawn error here rather than an exit code 127 later.
+//!
+//! What a task's process sets on itself before `exec` (limits, nice, OOM score) is `setup.rs`.
 
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
@@ -24,6 +26,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use taskpool::record::Spec;
 use taskpool::{Error, ErrorKind, Result};
+
+mod setup;
+
+use setup::InChild;
+pub use setup::Setup;
 
 /// The task's process group: the main process and whatever it starts (unless they leave the
 /// group). Its id is the main process's pid. Every signal the supervisor sends goes to the whole
@@ -109,37 +116,6 @@ pub struct Exec<'a> {
     pub setup: Setup,
 }
 
-/// What the child sets on itself before `exec` (a hook sets nothing).
-#[derive(Debug, Default)]
-pub struct Setup {
-    /// `setrlimit` calls, in order.
-    pub limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
-    /// `setpriority(PRIO_PROCESS, 0, n)`.
-    pub nice: Option<i32>,
-    /// Written to `/proc/self/oom_score_adj`.
-    pub oom_score_adj: Option<i32>,
-    /// `dup2(ours, its)`: the write end of the `--ready-fd` pipe, as the number asked for.
-    pub ready_fd: Option<(libc::c_int, libc::c_int)>,
-}
-
-impl Setup {
-    /// What `spec` asks of its task's process.
-    pub fn of(spec: &Spec) -> Setup {
-        Setup {
-            limits: spec
-                .limits
-                .iter()
-                .filter_map(|(name, l)| {
-                    taskpool::limits::resource(name).map(|r| (r, taskpool::limits::to_rlimit(l)))
-                })
-                .collect(),
-            nice: spec.nice,
-            oom_score_adj: spec.oom_score_adj,
-            ready_fd: None,
-        }
-    }
-}
-
 /// The child's stack: what it runs before `exec` needs a few hundred bytes.
 const CHILD_STACK: usize = 64 << 10;
 
@@ -156,10 +132,8 @@ struct Shared {
     cwd: CString,
     fds: [libc::c_int; 3],
     parent: libc::pid_t,
-    limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
-    nice: Option<i32>,
-    /// The OOM score adjustment as the text to write, and its length.
-    oom: Option<([u8; 8], usize)>,
+    /// Limits, priority and OOM score, as the child sets them.
+    setup: InChild,
     ready_fd: Option<(libc::c_int, libc::c_int)>,
     errno: libc::c_int,
 }
@@ -234,14 +208,7 @@ pub fn spawn(exec: &Exec) -> std::io::Result<Pid> {
         cwd: cstring(exec.cwd.as_os_str().as_bytes())?,
         fds,
         parent: nix::unistd::getpid().as_raw(),
-        limits: exec.setup.limits.clone(),
-        nice: exec.setup.nice,
-        oom: exec.setup.oom_score_adj.map(|n| {
-            let text = n.to_string();
-            let mut b = [0u8; 8];
-            b[..text.len()].copy_from_slice(text.as_bytes());
-            (b, text.len())
-        }),
+        setup: InChild::of(&exec.setup),
         ready_fd: exec.setup.ready_fd,
         errno: 0,
     };
@@ -345,25 +312,8 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if libc::chdir(s.cwd.as_ptr()) != 0 {
             fail(s);
         }
-        for (res, lim) in &s.limits {
-            if libc::setrlimit(*res, lim) != 0 {
-                fail(s);
-            }
-        }
-        if let Some(n) = s.nice {
-            if libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0 {
-                fail(s);
-            }
-        }
-        if let Some((text, len)) = &s.oom {
-            let fd = libc::open(
-                c"/proc/self/oom_score_adj".as_ptr(),
-                libc::O_WRONLY | libc::O_CLOEXEC,
-            );
-            if fd < 0 || libc::write(fd, text.as_ptr().cast(), *len) != *len as isize {
-                fail(s);
-            }
-            libc::close(fd);
+        if !s.setup.apply() {
+            fail(s);
         }
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
