@@ -169,3 +169,19 @@ pub async fn log(req: Request, next: Next) -> Response {
     );
     resp
 }
+
+/// Headers on every answer: no `Referer` leaves the page (its URL may hold the token), and no
+/// answer is sniffed into another type than it says.
+pub async fn headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}

@@ -1,5 +1,9 @@
-//! `taskpool serve`: a pool as a JSON API over HTTP (and, in time, a live web page), built on
-//! the `taskpool` library alone. See `docs/http.md`.
+//! `taskpool serve`: a pool as a JSON API over HTTP and a live web page, built on the `taskpool`
+//! library alone. See `docs/http.md`.
+//!
+//! One module per resource: [`tasks`] (lists, info, control, spawning), `output` (bytes and live
+//! output), `events` (pool changes from inotify), `page` (the embedded web page); [`auth`] guards
+//! every route, [`error`] is the one JSON error body.
 
 #![deny(missing_docs)]
 
@@ -7,8 +11,11 @@ mod api;
 pub mod auth;
 pub mod error;
 mod events;
+mod output;
+mod page;
+pub mod tasks;
 
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +31,8 @@ pub enum Change {
     Task(Arc<serde_json::Value>),
     /// A task's directory went away.
     Removed(u64),
+    /// Changes were lost (the kernel's event queue overflowed): clients should list again.
+    Resync,
 }
 
 /// What every handler shares.
@@ -40,7 +49,7 @@ pub struct State {
     /// Relative paths in spawned jobs are taken against this directory.
     pub base_dir: PathBuf,
     /// Bounds the open SSE streams.
-    pub followers: Arc<tokio::sync::Semaphore>,
+    pub streams: Arc<tokio::sync::Semaphore>,
     /// Pool changes, for `/api/events`.
     pub changes: tokio::sync::broadcast::Sender<Change>,
 }
@@ -48,21 +57,27 @@ pub struct State {
 /// The whole application: routes, access guard and request log.
 pub fn app(state: Arc<State>) -> Router {
     let api = Router::new()
-        .route("/api/tasks", get(api::list).post(api::spawn))
-        .route("/api/tasks/{id}", get(api::info))
-        .route("/api/tasks/{id}/output", get(api::output))
-        .route("/api/tasks/{id}/report", get(api::report))
-        .route("/api/tasks/{id}/follow", get(api::follow))
-        .route("/api/tasks/{id}/{action}", post(api::control))
-        .route("/api/events", get(api::events))
-        .route("/api/groups", get(api::groups))
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/app.css", get(page::style))
+        .route("/api/server", get(page::server))
+        .route("/api/tasks", get(tasks::list).post(tasks::spawn))
+        .route("/api/tasks/{id}", get(tasks::info))
+        .route("/api/tasks/{id}/output", get(output::output))
+        .route("/api/tasks/{id}/report", get(tasks::report))
+        .route("/api/tasks/{id}/follow", get(output::follow))
+        .route("/api/tasks/{id}/{action}", post(tasks::control))
+        .route("/api/events", get(events::events))
+        .route("/api/groups", get(tasks::groups))
         .route("/api/openapi.json", get(api::openapi))
-        .fallback(api::not_found);
+        .route("/api/{*rest}", any(api::not_found))
+        .fallback(page::not_found);
     api.layer(axum::extract::DefaultBodyLimit::max(auth::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,
         ))
+        .layer(axum::middleware::from_fn(auth::headers))
         .layer(axum::middleware::from_fn(auth::log))
         .with_state(state)
 }
@@ -82,7 +97,7 @@ pub fn state(
         read_only,
         allow_spawn,
         base_dir: std::env::current_dir()?,
-        followers: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+        streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
         changes,
     }))
 }
@@ -96,7 +111,7 @@ impl axum::serve::Listener for PeerChecked {
     type Addr = tokio::net::unix::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let me = unsafe { libc::geteuid() };
+        let me = nix::unistd::geteuid().as_raw();
         loop {
             let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
             match io.peer_cred() {

@@ -24,17 +24,51 @@ struct Args {
     /// Accept POST /api/tasks (spawning jobs over HTTP).
     #[arg(long)]
     allow_spawn: bool,
+    /// Open the page in a browser (xdg-open) once listening.
+    #[arg(long)]
+    open: bool,
 }
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = run(args) {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "taskpool serve: starting the runtime: {e}"
+            );
+            std::process::exit(1);
+        }
+    };
+    let r = rt.block_on(run(args));
+    // Threads still blocked in library calls (a follow waiting for output) are not waited for.
+    rt.shutdown_background();
+    if let Err(e) = r {
         let _ = writeln!(std::io::stderr(), "taskpool serve: {e:#}");
         std::process::exit(1);
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// Start `xdg-open URL`, not waiting for it; its failure is only reported.
+fn open_browser(url: &str) {
+    match std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(mut child) => {
+            std::thread::spawn(move || child.wait());
+        }
+        Err(e) => eprintln!("taskpool serve: --open: xdg-open: {e}"),
+    }
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let token = match &args.token_file {
         Some(f) => taskpool_server::auth::token_from_file(f)?,
@@ -63,9 +97,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "taskpool serve: warning: listening on {addr}, beyond this machine: the traffic (token included) is plain HTTP"
             );
         }
-        writeln!(out, "http://{addr}/?token={token}")?;
+        let url = format!("http://{addr}/?token={token}");
+        writeln!(out, "{url}")?;
         out.flush()?;
         drop(out);
+        if args.open {
+            open_browser(&url);
+        }
         let serve = axum::serve(l, app);
         tokio::select! { r = serve => r?, r = stop() => r? }
     }
@@ -74,11 +112,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 /// A unix socket at `path`, mode 0600.
 fn unix_listener(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use nix::sys::stat::{umask, Mode};
     use std::os::unix::fs::PermissionsExt;
     // Bound under a umask of 077 so it is never open to others, even for a moment.
-    let old = unsafe { libc::umask(0o077) };
+    let old = umask(Mode::from_bits_truncate(0o077));
     let l = tokio::net::UnixListener::bind(path);
-    unsafe { libc::umask(old) };
+    umask(old);
     let l = l.map_err(|e| anyhow::anyhow!("--listen unix:{}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(l)
