@@ -33,6 +33,11 @@ pub fn task(state: &State, id: &str) -> ApiResult<Task> {
     Ok(state.pool.task(n)?)
 }
 
+/// 400 for a query string that does not parse (a negative offset, a word for a number).
+pub fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::bad_request(format!("query: {}", e.body_text()))
+}
+
 /// The `stream` parameter (default `combined`).
 pub fn parse_stream(s: Option<&str>) -> ApiResult<Stream> {
     match s.unwrap_or("combined") {
@@ -45,7 +50,7 @@ pub fn parse_stream(s: Option<&str>) -> ApiResult<Stream> {
     }
 }
 
-/// A permit for one more SSE stream, or 503 when [`crate::MAX_STREAMS`] are open.
+/// A permit for one more SSE stream, or 503 when `--max-streams` are open.
 pub fn stream_permit(state: &State) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
     state.streams.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
@@ -53,7 +58,7 @@ pub fn stream_permit(state: &State) -> ApiResult<tokio::sync::OwnedSemaphorePerm
             "too_many_streams",
             format!(
                 "too many event streams are open (at most {})",
-                crate::MAX_STREAMS
+                state.max_streams
             ),
         )
     })

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use taskpool::Pool;
 
-/// The most SSE streams open at once; the next gets 503.
+/// The most SSE streams open at once by default (`--max-streams`); the next gets 503.
 pub const MAX_STREAMS: usize = 256;
 
 /// A change of the pool, as `/api/events` sends it.
@@ -50,6 +50,8 @@ pub struct State {
     pub base_dir: PathBuf,
     /// Bounds the open SSE streams.
     pub streams: Arc<tokio::sync::Semaphore>,
+    /// How many SSE streams may be open at once.
+    pub max_streams: usize,
     /// Pool changes, for `/api/events`.
     pub changes: tokio::sync::broadcast::Sender<Change>,
 }
@@ -82,22 +84,31 @@ pub fn app(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
+/// How a server is configured.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The token every request must carry.
+    pub token: String,
+    /// Refuse every request that would change something.
+    pub read_only: bool,
+    /// Accept `POST /api/tasks`.
+    pub allow_spawn: bool,
+    /// How many SSE streams may be open at once.
+    pub max_streams: usize,
+}
+
 /// Build the shared state for `pool`, and start watching the pool for changes.
-pub fn state(
-    pool: Pool,
-    token: String,
-    read_only: bool,
-    allow_spawn: bool,
-) -> anyhow::Result<Arc<State>> {
+pub fn state(pool: Pool, opts: Options) -> anyhow::Result<Arc<State>> {
     let (changes, _) = tokio::sync::broadcast::channel(1024);
     events::watch(pool.clone(), changes.clone())?;
     Ok(Arc::new(State {
         pool,
-        token,
-        read_only,
-        allow_spawn,
+        token: opts.token,
+        read_only: opts.read_only,
+        allow_spawn: opts.allow_spawn,
         base_dir: std::env::current_dir()?,
-        streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+        streams: Arc::new(tokio::sync::Semaphore::new(opts.max_streams)),
+        max_streams: opts.max_streams,
         changes,
     }))
 }

@@ -1,8 +1,9 @@
 //! The output routes: raw bytes with offsets (`GET /api/tasks/{id}/output`) and live output as
 //! Server-Sent Events (`GET /api/tasks/{id}/follow`), resumable at a byte offset.
 
-use crate::api::{blocking, parse_stream, receiver_stream, stream_permit, task, S};
+use crate::api::{blocking, parse_stream, query_error, receiver_stream, stream_permit, task, S};
 use crate::error::{ApiError, ApiResult};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State as St};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -66,8 +67,9 @@ fn past_end(offset: u64, stream: Stream, end: u64) -> ApiError {
 pub async fn output(
     St(s): S,
     Path(id): Path<String>,
-    Query(q): Query<OutputQuery>,
+    q: Result<Query<OutputQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
+    let Query(q) = q.map_err(query_error)?;
     let stream = parse_stream(q.stream.as_deref())?;
     blocking(move || {
         let t = task(&s, &id)?;
@@ -124,9 +126,10 @@ fn sse_error(e: &taskpool::Error) -> SseEvent {
 pub async fn follow(
     St(s): S,
     Path(id): Path<String>,
-    Query(q): Query<OutputQuery>,
+    q: Result<Query<OutputQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl FStream<Item = Result<SseEvent, Infallible>>>> {
+    let Query(q) = q.map_err(query_error)?;
     let stream = parse_stream(q.stream.as_deref())?;
     let from = match headers.get("last-event-id") {
         Some(v) => v

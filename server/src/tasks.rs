@@ -1,10 +1,11 @@
 //! The task routes: listing with `--where` patterns, info, report, groups, the POST routes that
 //! control a task, and spawning a job. Each a thin layer over the `taskpool` library.
 
-use crate::api::{blocking, task, S};
+use crate::api::{blocking, query_error, task, S};
 use crate::auth::{too_large, MAX_BODY};
 use crate::error::{ApiError, ApiResult};
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State as St};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +22,8 @@ pub struct ListQuery {
 }
 
 /// `GET /api/tasks`.
-pub async fn list(St(s): S, Query(q): Query<ListQuery>) -> ApiResult<Response> {
+pub async fn list(St(s): S, q: Result<Query<ListQuery>, QueryRejection>) -> ApiResult<Response> {
+    let Query(q) = q.map_err(query_error)?;
     let mut pattern = match &q.where_ {
         Some(w) if !w.trim().is_empty() => match serde_json::from_str::<Value>(w) {
             Ok(Value::Object(m)) => m,
@@ -123,12 +125,22 @@ struct KillBody {
     signal: Option<Value>,
 }
 
+/// The query of `POST /api/tasks/{id}/send`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SendQuery {
+    /// Close the task's stdin after writing the body.
+    #[serde(default)]
+    eof: bool,
+}
+
 /// `POST /api/tasks/{id}/{action}`: kill, terminate, pause, resume, restart, send, meta.
 pub async fn control(
     St(s): S,
     Path((id, action)): Path<(String, String)>,
+    q: Result<Query<SendQuery>, QueryRejection>,
     b: Body,
 ) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(query_error)?;
     let b = body(b)?;
     blocking(move || {
         let t = task(&s, &id)?;
@@ -147,7 +159,14 @@ pub async fn control(
             "pause" => t.pause()?,
             "resume" => t.resume()?,
             "restart" => return Ok(Json(t.restart()?.info()?.to_json())),
-            "send" => t.write(&b)?,
+            "send" => {
+                if !b.is_empty() {
+                    t.write(&b)?;
+                }
+                if q.eof {
+                    t.close_stdin()?;
+                }
+            }
             "meta" => {
                 let patch: Map<String, Value> = serde_json::from_slice(&b).map_err(|e| {
                     ApiError::bad_request(format!("body: a JSON object is needed: {e}"))

@@ -24,6 +24,7 @@ mod queue;
 mod queue_more;
 mod ready;
 mod security;
+mod serve;
 mod spawn_path;
 mod symlinks;
 mod times;

@@ -24,6 +24,9 @@ struct Args {
     /// Accept POST /api/tasks (spawning jobs over HTTP).
     #[arg(long)]
     allow_spawn: bool,
+    /// The most Server-Sent Event streams open at once; the next gets 503.
+    #[arg(long, value_name = "N", default_value_t = taskpool_server::MAX_STREAMS)]
+    max_streams: usize,
     /// Open the page in a browser (xdg-open) once listening.
     #[arg(long)]
     open: bool,
@@ -70,12 +73,22 @@ fn open_browser(url: &str) {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // Caught from before the URL is printed: whoever reads it may stop us at once.
+    let stop = stop_signals()?;
     let token = match &args.token_file {
         Some(f) => taskpool_server::auth::token_from_file(f)?,
         None => taskpool_server::auth::random_token()?,
     };
     let pool = Pool::open_or_create(&args.pool, CreateOptions::default())?;
-    let state = taskpool_server::state(pool, token.clone(), args.read_only, args.allow_spawn)?;
+    let state = taskpool_server::state(
+        pool,
+        taskpool_server::Options {
+            token: token.clone(),
+            read_only: args.read_only,
+            allow_spawn: args.allow_spawn,
+            max_streams: args.max_streams,
+        },
+    )?;
     let app = taskpool_server::app(state);
     let mut out = std::io::stdout().lock();
     if let Some(path) = args.listen.strip_prefix("unix:") {
@@ -85,7 +98,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         out.flush()?;
         drop(out);
         let serve = axum::serve(taskpool_server::PeerChecked(l), app);
-        tokio::select! { r = serve => r?, r = stop() => r? }
+        tokio::select! { r = serve => r?, _ = stop => {} }
         let _ = std::fs::remove_file(&path);
     } else {
         let l = tokio::net::TcpListener::bind(&args.listen)
@@ -105,7 +118,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             open_browser(&url);
         }
         let serve = axum::serve(l, app);
-        tokio::select! { r = serve => r?, r = stop() => r? }
+        tokio::select! { r = serve => r?, _ = stop => {} }
     }
     Ok(())
 }
@@ -123,12 +136,13 @@ fn unix_listener(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListe
     Ok(l)
 }
 
-/// Wait for SIGINT or SIGTERM.
-async fn stop() -> anyhow::Result<()> {
+/// SIGINT and SIGTERM caught from now on; the future ends at the first.
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
-    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    eprintln!("taskpool serve: stopping");
-    Ok(())
+    Ok(async move {
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!("taskpool serve: stopping");
+    })
 }
