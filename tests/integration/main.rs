@@ -5,6 +5,7 @@
 mod util;
 mod wire_doc;
 
+mod browser;
 mod bulk;
 mod cli_basics;
 mod cli_control;
