@@ -122,7 +122,7 @@ function fillRow(tr, info) {
   name.appendChild(a);
   name.title = (info.command || []).join(" ");
   tr.appendChild(name);
-  tr.appendChild(el("td", "state s-" + info.state, info.state));
+  tr.appendChild(el("td", "state s-" + (info.state === "exited" && failed(info) ? "failed" : info.state), info.state));
   tr.appendChild(el("td", null, info.group ?? ""));
   const p = progress(info);
   const pc = el("td");
@@ -282,7 +282,7 @@ function showInfo(info) {
   $("t-title").textContent = "task " + info.id + (info.name ? " · " + info.name : "");
   const st = $("t-state");
   st.textContent = info.state;
-  st.className = "state s-" + info.state;
+  st.className = "state s-" + (info.state === "exited" && failed(info) ? "failed" : info.state);
   const dl = $("t-info");
   dl.replaceChildren();
   const add = (k, v) => {

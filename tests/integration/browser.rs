@@ -212,13 +212,31 @@ fn browser_shows_a_new_task_live_streams_its_output_and_kills_it() {
     let tp = TestPool::new();
     let done = tp.spawn(["--name", "earlier", "--meta", "progress=100", "--", "true"]);
     tp.wait_ok(&done.to_string());
+    let failed = tp.spawn([
+        "--name",
+        "tests",
+        "--group",
+        "ci",
+        "-c",
+        "echo FAIL >&2; exit 3",
+    ]);
+    tp.run(["wait", &failed.to_string()]);
     let s = Server::start(&tp, &[]);
     let b = Browser::start(&tp);
     open(&b, &s);
     b.wait(&format!("document.querySelector(\"{}\")", row(done)));
 
     // A task spawned after the page loaded appears without a reload.
-    let id = tp.spawn(["--name", "echoer", "--meta", "progress=40", "--", "cat"]);
+    let id = tp.spawn([
+        "--name",
+        "echoer",
+        "--group",
+        "ci",
+        "--meta",
+        "progress=40",
+        "--",
+        "cat",
+    ]);
     b.wait(&format!(
         "document.querySelector(\"{} td.state\").textContent === 'running'",
         row(id)

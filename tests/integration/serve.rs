@@ -398,9 +398,17 @@ fn serve_prints_the_url_and_answers_every_read_route() {
     assert!(r
         .header("content-security-policy")
         .contains("script-src 'self'"));
+    // The page's first load, all of it, is at most 100 KiB.
+    let mut first_load = r.body.len();
     for asset in ["/app.js", "/app.css"] {
-        eq!(s.get(asset).status, 200);
+        let a = s.get(asset);
+        eq!(a.status, 200);
+        first_load += a.body.len();
     }
+    assert!(
+        first_load <= 100 * 1024,
+        "the page weighs {first_load} bytes"
+    );
 
     // One log line per request, without the query (which may hold the token).
     let log = s.log();
