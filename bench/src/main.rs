@@ -3,7 +3,8 @@
 //! through `bench/run`, which builds release binaries and raises the limits; see `bench/README.md`.
 //!
 //! Usage: `taskpool-bench [--quick] [--json FILE] [--only SECTION,...]`
-//! Sections: spawn, search (also idle cost, peers' memory, and 2000 live tasks), output, follow.
+//! Sections: spawn, bulk, search (also idle cost, peers' memory, and 2000 live tasks), output,
+//! follow, serve.
 
 mod bulk;
 mod follow;
@@ -11,6 +12,7 @@ mod output;
 mod peers;
 mod probe;
 mod search;
+mod serve;
 mod spawn;
 mod stats;
 
@@ -131,7 +133,7 @@ fn main() {
                 )
             }
             _ => {
-                eprintln!("usage: taskpool-bench [--quick] [--json FILE] [--only spawn,search,output,follow]");
+                eprintln!("usage: taskpool-bench [--quick] [--json FILE] [--only spawn,bulk,search,output,follow,serve]");
                 std::process::exit(2);
             }
         }
@@ -172,6 +174,9 @@ fn main() {
     }
     if want("follow") {
         follow::run(&mut cx);
+    }
+    if want("serve") {
+        serve::run(&mut cx);
     }
     let _ = std::fs::remove_dir_all(&cx.root);
     println!("{}", cx.report.table());

@@ -412,3 +412,86 @@ fn browser_resumes_output_after_the_server_comes_back() {
     drop(b);
     s.stop();
 }
+
+/// 1000 tasks: the table is filled, and re-sorted, without the page stalling.
+#[test]
+fn browser_renders_a_thousand_tasks() {
+    let tp = TestPool::new();
+    let jobs = tp.scratch().join("jobs.jsonl");
+    let lines: String = (0..1000)
+        .map(|i| format!("{{\"command\": [\"true\"], \"name\": \"job {i:04}\", \"meta\": {{\"progress\": {}}}}}\n", i % 101))
+        .collect();
+    std::fs::write(&jobs, lines).unwrap();
+    let ids: Vec<String> = tp
+        .ok(["spawn", "--many", jobs.to_str().unwrap()])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    eq!(ids.len(), 1000);
+    let mut wait = vec!["wait".to_owned()];
+    wait.extend(ids);
+    tp.ok(&wait);
+    let s = Server::start(&tp, &[]);
+    let b = Browser::start(&tp);
+    b.goto(&s.url);
+    let shown =
+        b.wait("document.querySelectorAll('#tasks tbody tr').length === 1000 && performance.now()");
+    let sort = b.js("const t = performance.now(); \
+         document.querySelector('#tasks th[data-key=name]').click(); \
+         return performance.now() - t;");
+    let first = b.text("#tasks tbody tr td.name");
+    eq!(first, "job 0000");
+    b.screenshot("thousand");
+    let (shown, sort) = (shown.as_f64().unwrap(), sort.as_f64().unwrap());
+    eprintln!(
+        "1000 tasks: table filled {shown:.0} ms after navigation, sorted by name in {sort:.0} ms"
+    );
+    assert!(shown < 5000.0, "the table took {shown:.0} ms to fill");
+    assert!(sort < 1000.0, "sorting took {sort:.0} ms");
+    drop(b);
+    s.stop();
+}
+
+/// The output view follows new output while it is scrolled to the end, and stays put once the
+/// user scrolls up, until they scroll back down.
+#[test]
+fn browser_output_auto_scrolls_until_the_user_scrolls_up() {
+    let tp = TestPool::new();
+    let id = tp.spawn(["--name", "lines", "--", "cat"]);
+    let s = Server::start(&tp, &[]);
+    let b = Browser::start(&tp);
+    open(&b, &s);
+    b.goto(&format!("{}/#/task/{id}", s.base));
+    b.wait("document.getElementById('follow-state').textContent === 'following'");
+    let send = |from: usize| {
+        let text: Vec<String> = (from..from + 200).map(|i| format!("line {i}")).collect();
+        tp.ok(["send", &id.to_string(), &text.join("\n")]);
+        b.wait(&format!(
+            "document.getElementById('output').textContent.includes('line {}\\n')",
+            from + 199
+        ));
+    };
+    let at_end = "const o = document.getElementById('output'); \
+                  return o.scrollTop + o.clientHeight >= o.scrollHeight - 8;";
+    let scroll_to = |js: &str| {
+        b.js(&format!(
+            "const o = document.getElementById('output'); o.scrollTop = {js}; \
+             o.dispatchEvent(new Event('scroll')); return null;"
+        ));
+    };
+    send(0);
+    eq!(b.js(at_end), json!(true));
+    scroll_to("0");
+    send(200);
+    eq!(
+        b.js("return document.getElementById('output').scrollTop;"),
+        json!(0)
+    );
+    eq!(b.js(at_end), json!(false));
+    b.screenshot("scrolled-up");
+    scroll_to("o.scrollHeight");
+    send(400);
+    eq!(b.js(at_end), json!(true));
+    drop(b);
+    s.stop();
+}
