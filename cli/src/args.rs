@@ -159,12 +159,11 @@ pub enum Cmd {
     /// line per file. Runs until SIGINT or SIGTERM (exit 0), or with --once until the files
     /// already there are done. Refuses a directory others can write to.
     Watch(WatchCmd),
-    /// Serve the pool over HTTP: a JSON API and live output (see docs/http.md).
+    /// Serve the pool over HTTP: a web page with live output, and a JSON API (docs/http.md).
     ///
-    /// Runs the taskpool-serve program installed beside this one, with these arguments:
-    /// [--listen HOST:PORT|unix:PATH] [--token-file FILE] [--read-only] [--allow-spawn].
-    /// Prints the URL to open, token included, then serves until SIGINT or SIGTERM.
-    #[command(disable_help_flag = true)]
+    /// Runs the taskpool-serve program installed beside this one. Prints the URL to open, token
+    /// included, then serves in the foreground (one log line per request on stderr) until SIGINT
+    /// or SIGTERM.
     Serve(ServeCmd),
     /// Print a shell completion script.
     Completions(CompletionsCmd),
@@ -174,16 +173,27 @@ pub enum Cmd {
     Manpages(ManpagesCmd),
 }
 
-/// `taskpool serve`: its arguments go to taskpool-serve as they are.
+/// `taskpool serve`: its options, passed on to taskpool-serve.
 #[derive(Debug, Args)]
 pub struct ServeCmd {
-    /// The arguments of taskpool-serve (--help lists them).
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARG"
-    )]
-    pub args: Vec<OsString>,
+    /// HOST:PORT (port 0 picks a free one) or unix:PATH (a socket, mode 0600).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8370")]
+    pub listen: OsString,
+    /// Read the token from FILE (mode 0600 or stricter) instead of making a random one.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Refuse every request that would change something (the page shows no buttons).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Accept POST /api/tasks (spawning jobs over HTTP).
+    #[arg(long)]
+    pub allow_spawn: bool,
+    /// Open the page in a browser (xdg-open) once listening.
+    #[arg(long)]
+    pub open: bool,
+    /// The most Server-Sent Event streams open at once; the next gets 503.
+    #[arg(long, value_name = "N")]
+    pub max_streams: Option<usize>,
 }
 
 /// Everything that describes a new task (shared by `spawn` and `run`).

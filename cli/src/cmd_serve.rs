@@ -42,10 +42,23 @@ fn find_server() -> Result<PathBuf> {
 
 pub fn serve(global: &GlobalArgs, cmd: &ServeCmd) -> Result<i32> {
     let prog = find_server()?;
-    // The pool goes by the environment, so a --pool among the arguments still wins.
-    let err = std::process::Command::new(&prog)
-        .args(&cmd.args)
-        .env(taskpool::ENV_POOL, select::pool_dir(global)?)
-        .exec();
+    let mut c = std::process::Command::new(&prog);
+    c.arg("--listen").arg(&cmd.listen);
+    if let Some(f) = &cmd.token_file {
+        c.arg("--token-file").arg(f);
+    }
+    for (on, flag) in [
+        (cmd.read_only, "--read-only"),
+        (cmd.allow_spawn, "--allow-spawn"),
+        (cmd.open, "--open"),
+    ] {
+        if on {
+            c.arg(flag);
+        }
+    }
+    if let Some(n) = cmd.max_streams {
+        c.arg("--max-streams").arg(n.to_string());
+    }
+    let err = c.env(taskpool::ENV_POOL, select::pool_dir(global)?).exec();
     bail!("executing {}: {err}", prog.display())
 }
