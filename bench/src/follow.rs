@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use taskpool::{Event, SpawnOptions};
 
-fn mkfifo(path: &std::path::Path) {
+pub fn mkfifo(path: &std::path::Path) {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: `c` is a valid NUL-terminated path.
@@ -19,7 +19,11 @@ fn mkfifo(path: &std::path::Path) {
 
 /// Write a line `n` times into `fifo`, each time waiting until `arrived` has reported all its
 /// bytes (instant and byte count of each delivery): latencies in ms.
-fn ping(fifo: &std::path::Path, n: usize, arrived: &mpsc::Receiver<(Instant, usize)>) -> Vec<f64> {
+pub fn ping(
+    fifo: &std::path::Path,
+    n: usize,
+    arrived: &mpsc::Receiver<(Instant, usize)>,
+) -> Vec<f64> {
     let mut w = std::fs::OpenOptions::new()
         .write(true)
         .open(fifo)

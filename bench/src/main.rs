@@ -3,8 +3,8 @@
 //! through `bench/run`, which builds release binaries and raises the limits; see `bench/README.md`.
 //!
 //! Usage: `taskpool-bench [--quick] [--json FILE] [--only SECTION,...]`
-//! Sections: spawn, search (also idle cost, peers' memory, and 2000 live tasks), output, follow,
-//! slurm (the Slurm engine against the cluster on this machine; skipped without one).
+//! Sections: spawn, bulk, search (also idle cost, peers' memory, and 2000 live tasks), output,
+//! follow, serve, slurm (the Slurm engine against the cluster on this machine; skipped without one).
 
 mod bulk;
 mod follow;
@@ -12,6 +12,7 @@ mod output;
 mod peers;
 mod probe;
 mod search;
+mod serve;
 mod slurm;
 mod spawn;
 mod stats;
@@ -133,7 +134,7 @@ fn main() {
                 )
             }
             _ => {
-                eprintln!("usage: taskpool-bench [--quick] [--json FILE] [--only spawn,search,output,follow,slurm]");
+                eprintln!("usage: taskpool-bench [--quick] [--json FILE] [--only spawn,search,output,follow,bulk,serve,slurm]");
                 std::process::exit(2);
             }
         }
@@ -177,6 +178,9 @@ fn main() {
     }
     if want("slurm") {
         slurm::run(&mut cx);
+    }
+    if want("serve") {
+        serve::run(&mut cx);
     }
     let _ = std::fs::remove_dir_all(&cx.root);
     println!("{}", cx.report.table());

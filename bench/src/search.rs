@@ -27,7 +27,7 @@ fn grow(pool: &Pool, live: &mut Vec<i32>, n: usize) {
 }
 
 /// Time `reps` runs of a command (output discarded), in milliseconds.
-fn time_cmd(reps: usize, mut cmd: impl FnMut() -> Command) -> Vec<f64> {
+pub fn time_cmd(reps: usize, mut cmd: impl FnMut() -> Command) -> Vec<f64> {
     (0..reps + 1)
         .map(|_| {
             let t0 = Instant::now();

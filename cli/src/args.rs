@@ -165,12 +165,41 @@ pub enum Cmd {
     /// line per file. Runs until SIGINT or SIGTERM (exit 0), or with --once until the files
     /// already there are done. Refuses a directory others can write to.
     Watch(WatchCmd),
+    /// Serve the pool over HTTP: a web page with live output, and a JSON API (docs/http.md).
+    ///
+    /// Runs the taskpool-serve program installed beside this one. Prints the URL to open, token
+    /// included, then serves in the foreground (one log line per request on stderr) until SIGINT
+    /// or SIGTERM.
+    Serve(ServeCmd),
     /// Print a shell completion script.
     Completions(CompletionsCmd),
     /// Write a man page for every command (taskpool.1, taskpool-spawn.1, ...) into DIR.
     ///
     /// For example: taskpool manpages ~/.local/share/man/man1
     Manpages(ManpagesCmd),
+}
+
+/// `taskpool serve`: its options, passed on to taskpool-serve.
+#[derive(Debug, Args)]
+pub struct ServeCmd {
+    /// HOST:PORT (port 0 picks a free one) or unix:PATH (a socket, mode 0600).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8370")]
+    pub listen: OsString,
+    /// Read the token from FILE (mode 0600 or stricter) instead of making a random one.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Refuse every request that would change something (the page shows no buttons).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Accept POST /api/tasks (spawning jobs over HTTP).
+    #[arg(long)]
+    pub allow_spawn: bool,
+    /// Open the page in a browser (xdg-open) once listening.
+    #[arg(long)]
+    pub open: bool,
+    /// The most Server-Sent Event streams open at once; the next gets 503.
+    #[arg(long, value_name = "N")]
+    pub max_streams: Option<usize>,
 }
 
 /// Everything that describes a new task (shared by `spawn` and `run`).

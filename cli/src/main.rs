@@ -19,6 +19,7 @@ mod cmd_output;
 mod cmd_remove;
 mod cmd_report;
 mod cmd_run;
+mod cmd_serve;
 mod cmd_spawn;
 mod cmd_wait;
 mod cmd_watch;
@@ -148,6 +149,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Terminate(c) => cmd_control::terminate(g, c),
         Cmd::Wait(c) => cmd_wait::wait(g, c),
         Cmd::Watch(c) => cmd_watch::watch(g, c),
+        Cmd::Serve(c) => cmd_serve::serve(g, c),
         Cmd::Rm(c) => cmd_remove::rm(g, c),
         Cmd::Clean(c) => cmd_remove::clean(g, c),
         Cmd::Manpages(m) => {

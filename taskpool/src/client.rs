@@ -131,6 +131,11 @@ impl Conn {
         }
     }
 
+    /// Another handle on the socket (to shut it down from another thread).
+    pub(crate) fn try_clone_stream(&self) -> std::io::Result<UnixStream> {
+        self.writer.try_clone()
+    }
+
     pub(crate) fn set_timeout(&self, t: Option<Duration>) {
         let _ = self.writer.set_read_timeout(t);
     }

@@ -9,6 +9,9 @@ use crate::output::{Cursor, OutputLog};
 use crate::pool::Pool;
 use crate::protocol::{Request, Response, Stream};
 use crate::record::State;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// One event of [`Task::follow`](crate::Task::follow).
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +61,26 @@ pub struct Follow {
     id: u64,
     src: Source,
     delivered: u64,
+    stopped: Arc<AtomicBool>,
+}
+
+/// Ends a [`Follow`] from another thread (see [`Follow::stopper`]): its blocked `next` returns
+/// `None` at once, and the supervisor drops the subscription.
+#[derive(Debug)]
+pub struct FollowStop {
+    stopped: Arc<AtomicBool>,
+    socket: Option<UnixStream>,
+}
+
+impl FollowStop {
+    /// Stop the follow: the iterator ends at its next (or current, blocked) call.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(s) = &self.socket {
+            // Wakes a reader blocked on the socket with end-of-file.
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
 
 impl std::fmt::Debug for Follow {
@@ -67,6 +90,18 @@ impl std::fmt::Debug for Follow {
 }
 
 impl Follow {
+    /// A handle that ends this follow from another thread, even while `next` blocks waiting
+    /// for output (a server whose client went away).
+    pub fn stopper(&self) -> FollowStop {
+        FollowStop {
+            stopped: self.stopped.clone(),
+            socket: match &self.src {
+                Source::Live(c) => c.try_clone_stream().ok(),
+                _ => None,
+            },
+        }
+    }
+
     /// Follow through a connection whose `follow` request was sent.
     pub(crate) fn live(pool: Pool, id: u64, conn: Conn, from: u64) -> Follow {
         Follow {
@@ -74,6 +109,7 @@ impl Follow {
             id,
             src: Source::Live(conn),
             delivered: from,
+            stopped: Arc::default(),
         }
     }
 
@@ -84,6 +120,7 @@ impl Follow {
             id,
             src: Source::Remote { log: None },
             delivered: from,
+            stopped: Arc::default(),
         }
     }
 
@@ -142,6 +179,10 @@ impl Follow {
                 }
                 (None, _) => {}
             }
+            if self.stopped.load(Ordering::SeqCst) {
+                self.src = Source::Done;
+                return Ok(None);
+            }
             std::thread::sleep(crate::engine::SCHEDULER_POLL);
         }
     }
@@ -165,10 +206,15 @@ impl Follow {
                 kept,
             },
             delivered: from,
+            stopped: Arc::default(),
         })
     }
 
     fn next_event(&mut self) -> Result<Option<Event>> {
+        if self.stopped.load(Ordering::SeqCst) {
+            self.src = Source::Done;
+            return Ok(None);
+        }
         match &mut self.src {
             Source::Done => Ok(None),
             Source::Remote { .. } => self.remote_step(),
@@ -234,6 +280,10 @@ impl Follow {
                     Err(Error::new(crate::error::kind_from_name(&kind), message))
                 }
                 Some(_) => Ok(Some(Event::State(State::Running))),
+                None if self.stopped.load(Ordering::SeqCst) => {
+                    self.src = Source::Done;
+                    Ok(None)
+                }
                 None => {
                     // The supervisor went away: finish from the files.
                     let f = Follow::from_files(self.pool.clone(), self.id, self.delivered)?;

@@ -84,7 +84,7 @@ pub use protocol::Stream;
 pub use record::{Behavior, Command, State, Status, Stdin, WaitingFor};
 pub use report::{HookResult, Report};
 pub use spawn::SpawnOptions;
-pub use task::{Event, Follow, Task};
+pub use task::{Event, Follow, FollowStop, Task};
 
 /// The environment variable naming the pool, set for every task (and read by the CLI).
 pub const ENV_POOL: &str = "TASKPOOL_DIR";

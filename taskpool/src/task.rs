@@ -5,7 +5,7 @@
 use crate::client::Conn;
 use crate::engine::SCHEDULER_POLL;
 use crate::error::{Error, ErrorKind, Result};
-pub use crate::follow::{Event, Follow};
+pub use crate::follow::{Event, Follow, FollowStop};
 use crate::info::Info;
 use crate::lock;
 use crate::output::OutputLog;

@@ -7,6 +7,8 @@
 //! - `daemonize SECS [ignore-term]`: double-fork a daemon in a session of its own (out of the task's
 //!   process group) that prints `daemon PID`, closes its stdio and sleeps SECS; exit at once.
 //! - `bytes HEX`: write the bytes given in hex to stdout (non-UTF-8 output).
+//! - `pump`: for each line `out N` or `err N` on stdin, write the next N bytes of the pattern (one
+//!   counter per stream) to stdout or stderr; exit at end of input.
 //! - `interleave N`: write `out I` to stdout and `err I` to stderr alternately, N times.
 //! - `connect PATH`: connect to a unix socket, send an `info` request, print what comes back.
 //! - `exit CODE`: exit with CODE.
@@ -103,6 +105,27 @@ fn main() {
                 .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
                 .collect();
             out.write_all(&bytes).unwrap();
+        }
+        "pump" => {
+            let mut err = std::io::stderr().lock();
+            let mut pos = [0u64; 2];
+            for line in std::io::stdin().lock().lines() {
+                let line = line.expect("stdin");
+                let (which, n) = line.split_once(' ').expect("`out N` or `err N`");
+                let n: u64 = n.trim().parse().expect("byte count");
+                let i = usize::from(which == "err");
+                let piece: Vec<u8> = (pos[i]..pos[i] + n).map(pattern).collect();
+                pos[i] += n;
+                if i == 0 {
+                    out.write_all(&piece)
+                        .and_then(|_| out.flush())
+                        .expect("write");
+                } else {
+                    err.write_all(&piece)
+                        .and_then(|_| err.flush())
+                        .expect("write");
+                }
+            }
         }
         "interleave" => {
             let n: u32 = arg(1).parse().unwrap_or(10);

@@ -5,6 +5,7 @@
 mod util;
 mod wire_doc;
 
+mod browser;
 mod bulk;
 mod cli_basics;
 mod cli_control;
@@ -25,6 +26,7 @@ mod queue;
 mod queue_more;
 mod ready;
 mod security;
+mod serve;
 mod slurm;
 mod spawn_path;
 mod symlinks;
