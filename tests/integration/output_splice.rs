@@ -101,12 +101,6 @@ fn wait_for(fifo: &Path) {
         .unwrap();
 }
 
-fn fifo(tp: &TestPool, name: &str) -> std::path::PathBuf {
-    let p = tp.scratch().join(name);
-    nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    p
-}
-
 /// A `read` of stdout answered by the supervisor (a consuming read: the library reads a peek at
 /// an offset from the files itself).
 fn read_at(tp: &TestPool, id: u64, offset: u64, count: u64) -> (u64, Vec<u8>) {

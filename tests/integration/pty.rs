@@ -170,9 +170,9 @@ struct Tmux {
 }
 
 impl Tmux {
-    /// A server running one detached session `s` of 100x30 cells running `command`, or `None`
-    /// when tmux is not installed.
-    fn start(command: &str) -> Option<Tmux> {
+    /// A server running one detached session `s` of 100x30 cells running `command`. Fails when
+    /// tmux is not installed (`.ci/run` installs it): attach is never left untested.
+    fn start(command: &str) -> Tmux {
         let socket = format!("taskpool-test-{}-{:?}", std::process::id(), Instant::now());
         let socket = socket.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "");
         let t = Tmux { socket };
@@ -191,10 +191,9 @@ impl Tmux {
             ])
             .status();
         match started {
-            Ok(s) if s.success() => Some(t),
+            Ok(s) if s.success() => t,
             Ok(s) => panic!("tmux new-session failed: {s}"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => panic!("tmux: {e}"),
+            Err(e) => panic!("tmux (needed for the attach tests; `.ci/run` installs it): {e}"),
         }
     }
 
@@ -266,10 +265,7 @@ fn attach_under_tmux_types_sees_the_echo_follows_a_resize_and_detaches_leaving_t
     let id = tp.spawn(["--pty", "-c", script]);
     let pidfile = tp.scratch().join("attach.pid");
     let attach = attach_command(&tp, id, &pidfile);
-    let Some(tmux) = Tmux::start(&attach) else {
-        eprintln!("note: tmux is not installed; attach is not tested here");
-        return;
-    };
+    let tmux = Tmux::start(&attach);
     tmux.wait_for("[attached to task");
     tmux.keys(&["hello", "Enter"]);
     // The terminal's echo of what was typed, and the task's answer to it.
@@ -316,10 +312,7 @@ fn attach_ends_with_the_task_and_a_signal_detaches_both_restoring_the_terminal()
     let tp = TestPool::new();
     let pidfile = tp.scratch().join("attach.pid");
     let id = tp.spawn(["--pty", "-c", "read l; echo \"bye $l\"; exit 7"]);
-    let Some(tmux) = Tmux::start(&attach_command(&tp, id, &pidfile)) else {
-        eprintln!("note: tmux is not installed; attach is not tested here");
-        return;
-    };
+    let tmux = Tmux::start(&attach_command(&tp, id, &pidfile));
     tmux.wait_for("[attached to task");
     tmux.keys(&["now", "Enter"]);
     tmux.wait_for("bye now");
@@ -329,9 +322,7 @@ fn attach_ends_with_the_task_and_a_signal_detaches_both_restoring_the_terminal()
     drop(tmux);
 
     let cat = tp.spawn(["--pty", "--", "cat"]);
-    let Some(tmux) = Tmux::start(&attach_command(&tp, cat, &pidfile)) else {
-        return;
-    };
+    let tmux = Tmux::start(&attach_command(&tp, cat, &pidfile));
     tmux.wait_for("[attached to task");
     let pid: i32 = std::fs::read_to_string(&pidfile)
         .unwrap()

@@ -6,32 +6,9 @@
 
 use crate::util::*;
 use serde_json::{json, Value};
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// A FIFO in the scratch directory: a job writes a line into it, the test reads it, so the test
-/// awaits the job's progress instead of sleeping.
-fn fifo(tp: &TestPool, name: &str) -> PathBuf {
-    let p = tp.scratch().join(name);
-    nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    p
-}
-
-/// Read one writer's whole message from `fifo`, waiting at most `timeout` for a writer.
-fn read_fifo(fifo: &Path, timeout: Duration) -> Option<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let path = fifo.to_owned();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&path) {
-            let _ = f.read_to_string(&mut s);
-        }
-        let _ = tx.send(s);
-    });
-    rx.recv_timeout(timeout).ok()
-}
 
 /// Wait for a CLI child to exit (pidfd, no polling) within `timeout`, and collect its output.
 fn finish(child: Child, timeout: Duration) -> Output {

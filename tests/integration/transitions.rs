@@ -5,32 +5,8 @@
 
 use crate::util::*;
 use serde_json::{json, Value};
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// A FIFO in the scratch directory: a job writes into it, the test reads, so the test awaits the
-/// job's progress instead of sleeping.
-fn fifo(tp: &TestPool, name: &str) -> PathBuf {
-    let p = tp.scratch().join(name);
-    nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    p
-}
-
-/// Read one writer's whole message from `fifo`, waiting at most `timeout` for a writer.
-fn read_fifo(fifo: &Path, timeout: Duration) -> Option<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let path = fifo.to_owned();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&path) {
-            let _ = f.read_to_string(&mut s);
-        }
-        let _ = tx.send(s);
-    });
-    rx.recv_timeout(timeout).ok()
-}
 
 /// Hooks × terminate: the running hook is killed, and a recurring task is not fired again.
 #[test]

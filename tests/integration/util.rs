@@ -285,3 +285,25 @@ pub fn code(out: &Output) -> i32 {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A FIFO named `name` in the pool's scratch directory: a task or hook writes to it, a test
+/// waits on it ([`read_fifo`]).
+pub fn fifo(tp: &TestPool, name: &str) -> PathBuf {
+    let p = tp.scratch().join(name);
+    nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    p
+}
+
+/// Read one writer's whole message from `fifo`, waiting at most `timeout` for a writer.
+pub fn read_fifo(fifo: &Path, timeout: Duration) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.to_owned();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&path) {
+            let _ = std::io::Read::read_to_string(&mut f, &mut s);
+        }
+        let _ = tx.send(s);
+    });
+    rx.recv_timeout(timeout).ok()
+}
