@@ -8,6 +8,10 @@
 //! When whoever reads our stdout goes away (`taskpool ls | head -1`), we stop quietly with
 //! status 0, as ripgrep does: the reader got what it wanted.
 
+// The argument types' doc comments are the command's --help text, where [ID] and HH:MM[:SS]
+// mean optional parts, not links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod args;
 mod cmd_attach;
 mod cmd_control;

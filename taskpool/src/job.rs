@@ -1,7 +1,7 @@
 //! Job files: every spawn option as one JSON object (`taskpool spawn --file`, `taskpool watch`),
 //! so any language can submit a task by writing JSON. The schema is `docs/job.schema.json`, the
 //! guide `docs/jobs.md`. This module also owns the textual forms that job files and the command
-//! line share: sizes ([`parse_size`]) and exit-code lists ([`parse_codes`]); durations and backoff
+//! line share: sizes ([`parse_size`](crate::units::parse_size)) and exit-code lists ([`parse_codes`]); durations and backoff
 //! ranges are in [`crate::schedule`].
 //!
 //! Relative paths (`cwd`, `lockfile`, `stdin.file`) are resolved against the `base_dir` given to
