@@ -125,7 +125,9 @@ pub enum Cmd {
     ///
     /// The exit status is the tasks' own: the exit code, 128+N when killed by signal N, and for
     /// several tasks the first non-zero in argument order. 124 when --timeout ran out, 125 when a
-    /// task is not found, was lost, or its supervisor cannot be reached.
+    /// task is not found, was lost, or its supervisor cannot be reached; 127 when its last run
+    /// could not start because its program (or cwd) was not found, 126 when it could not start
+    /// otherwise.
     #[command(after_help = DURATION_FORMS)]
     Wait(WaitCmd),
     /// Run an ended task again under the same id (a new run); prints the id.

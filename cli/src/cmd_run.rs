@@ -15,12 +15,7 @@ use nix::sys::signal::{SigSet, Signal};
 use std::io::Write;
 use taskpool::{ErrorKind, Event, Info, Pool, Stream, Task};
 
-/// The program was found but could not be executed.
-const CANNOT_EXECUTE: i32 = 126;
-/// The program was not found.
-const NOT_FOUND: i32 = 127;
-/// Any other failure of ours.
-const FAILED: i32 = 125;
+use crate::cmd_wait::{CANNOT_EXECUTE, NOT_FOUND, NO_STATUS as FAILED};
 
 pub fn run(global: &GlobalArgs, cmd: &RunCmd) -> Result<i32> {
     let pool = select::pool(global).map_err(|e| exit_with(FAILED, e))?;

@@ -2,7 +2,8 @@
 //! does: the exit code, 128+N when killed by signal N, and for several tasks the first non-zero
 //! in argument order; 124 for a task ended by its own `--timeout`. Our own failures use
 //! `timeout(1)`'s codes: 124 when `wait --timeout` ran out, 125 when a task is not found, was
-//! lost or skipped, or its supervisor cannot be reached.
+//! lost or skipped, or its supervisor cannot be reached; 127 when its last run could not start
+//! because something was not found (its program, its cwd), 126 when it could not start otherwise.
 
 use crate::args::{GlobalArgs, WaitCmd};
 use crate::{exit_with, print, select};
@@ -15,6 +16,10 @@ use taskpool::{Info, Task};
 pub const TIMED_OUT: i32 = 124;
 /// A task is not found, lost, or unreachable.
 pub const NO_STATUS: i32 = 125;
+/// The last run could not start: something it needs was not found (program, cwd).
+pub const NOT_FOUND: i32 = 127;
+/// The last run could not start for another reason (not executable, lock held, ...).
+pub const CANNOT_EXECUTE: i32 = 126;
 
 pub fn wait(global: &GlobalArgs, cmd: &WaitCmd) -> Result<i32> {
     let deadline = cmd.timeout.map(|t| Instant::now() + t);
@@ -62,9 +67,15 @@ fn combined_status(infos: &[Info]) -> i32 {
             Some(s) => s,
             None => {
                 let why = info.reason.as_deref().unwrap_or("its outcome is unknown");
-                let what = match info.status {
-                    Some(taskpool::Status::Skipped) => "was skipped",
-                    _ => "was lost",
+                // A failed run without an exit code or signal never started: 127 or 126 as a
+                // shell (and timeout(1)) says for a program not found or not executable.
+                let (what, status) = match info.status {
+                    Some(taskpool::Status::Skipped) => ("was skipped", NO_STATUS),
+                    Some(taskpool::Status::Failure) if why.ends_with("not found") => {
+                        ("could not start", NOT_FOUND)
+                    }
+                    Some(taskpool::Status::Failure) => ("could not start", CANNOT_EXECUTE),
+                    _ => ("was lost", NO_STATUS),
                 };
                 let _ = writeln!(
                     std::io::stderr(),
@@ -72,7 +83,7 @@ fn combined_status(infos: &[Info]) -> i32 {
                     info.id,
                     why.replace('\n', " ")
                 );
-                NO_STATUS
+                status
             }
         };
         if code == 0 {

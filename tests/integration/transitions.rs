@@ -57,7 +57,13 @@ fn a_firing_whose_program_is_gone_is_a_failed_run_with_the_reason() {
         script.to_str().unwrap(),
     ]);
     let out = tp.run(["wait", "--timeout", "10s", &id.to_string()]);
-    assert!(code(&out) != 124, "wait timed out");
+    // As a shell says of a program not found, naming why.
+    eq!(code(&out), 127);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("could not start") && err.contains("not found"),
+        "{err}"
+    );
     let info = tp.info(id);
     eq!(info["state"], json!("exited"));
     let runs = info["runs"].as_array().unwrap();
@@ -104,7 +110,7 @@ fn a_restart_whose_lockfile_is_held_is_a_failed_run_naming_it() {
     assert_eq!(r, 0, "flock: {}", std::io::Error::last_os_error());
     let out = tp.run(["wait", "--timeout", "10s", &id.to_string()]);
     let info = tp.info(id);
-    assert!(code(&out) != 124, "wait timed out");
+    eq!(code(&out), 126);
     let runs = info["runs"].as_array().unwrap();
     eq!(runs.len(), 2);
     eq!(runs[0]["exit_code"], json!(1));
