@@ -82,9 +82,10 @@ fn a_cpu_hard_limit_kill_is_told_apart_from_another_sigkill() {
         &["--limit", "cpu=1", "--", h.to_str().unwrap(), "spin"],
     );
     eq!(info["status"], json!("killed"));
-    eq!(
+    assert_eq!(
         info["reason"],
-        json!("killed: CPU time hard limit of 1s (SIGKILL)")
+        json!("killed: CPU time hard limit of 1s (SIGKILL)"),
+        "{info:#}"
     );
     // A SIGKILL from outside under the same limit is not blamed on it.
     let id = tp

@@ -24,11 +24,16 @@ type Window = (DateTime<FixedOffset>, DateTime<FixedOffset>);
 /// its fifo. Returns the task id and the wall-clock windows in which each line was printed:
 /// (just before it was released, just after `output --follow` showed it).
 fn three_released_lines(tp: &TestPool) -> (u64, Vec<Window>) {
-    let fifo = tp.scratch().join("go");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let f = fifo.to_str().unwrap();
+    // One fifo per release: with one, the second `read < fifo` could open it while the first
+    // release still holds its write end, and go on at once on its end of file.
+    let fifos = ["go1", "go2"].map(|n| {
+        let fifo = tp.scratch().join(n);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        fifo
+    });
+    let [f1, f2] = [0, 1].map(|i| fifos[i].to_str().unwrap().to_owned());
     let script =
-        format!("echo one; read x < {f}; echo two; echo two-err >&2; read x < {f}; echo three");
+        format!("echo one; read x < {f1}; echo two; echo two-err >&2; read x < {f2}; echo three");
     let before0 = chrono::Local::now().fixed_offset();
     let id = tp.spawn(["-c", &script]);
     let mut follow = tp
@@ -41,11 +46,14 @@ fn three_released_lines(tp: &TestPool) -> (u64, Vec<Window>) {
     let mut next = || lines.next().unwrap().unwrap();
     eq!(next(), "one");
     let mut windows = vec![(before0, chrono::Local::now().fixed_offset())];
-    for want in [["two", "two-err"].as_slice(), ["three"].as_slice()] {
+    for (fifo, want) in fifos
+        .iter()
+        .zip([["two", "two-err"].as_slice(), ["three"].as_slice()])
+    {
         // Not synchronisation: so that the lines' times differ by more than their resolution.
         std::thread::sleep(std::time::Duration::from_millis(5));
         let before = chrono::Local::now().fixed_offset();
-        release(&fifo);
+        release(fifo);
         for w in want {
             eq!(next(), *w);
         }
