@@ -227,7 +227,9 @@ fn show(v: Option<u64>) -> String {
 
 /// The words for a run that a signal ended because it hit a limit: `SIGXCPU` (the `cpu` soft
 /// limit), `SIGXFSZ` (`fsize`), or `SIGKILL` when the process's CPU time (`cpu_secs`, from its
-/// rusage) reached a `cpu` hard limit. `None` for any other end.
+/// rusage) reached at least half a `cpu` hard limit (the rusage reads well under the kernel's
+/// own clock on a busy machine). `None` for any other end. The supervisor does not ask for a
+/// SIGKILL it sent itself; a `kill -9` from outside, past half the limit, is taken for it.
 pub fn killed_by_limit(limits: &Limits, signal: &str, cpu_secs: Option<f64>) -> Option<String> {
     match signal {
         "SIGXCPU" => Some("killed: CPU time limit (SIGXCPU)".to_owned()),
@@ -235,9 +237,9 @@ pub fn killed_by_limit(limits: &Limits, signal: &str, cpu_secs: Option<f64>) -> 
         "SIGKILL" => {
             let hard = limits.get("cpu").and_then(|l| l.hard)?;
             // The kernel kills at the limit by its own clock; the rusage it reports afterwards
-            // is scaled from ticks and reads up to a few ticks under it, more on a loaded
-            // machine (0.98 s for 1 s seen here): allow 10%, at least 0.1 s.
-            let slack = (hard as f64 * 0.1).max(0.1);
+            // reads under it, the more so the busier the machine (0.76 s for a 1 s limit seen
+            // on 2 loaded cores). The caller rules out the SIGKILLs it sent itself.
+            let slack = hard as f64 * 0.5;
             (cpu_secs? + slack >= hard as f64)
                 .then(|| format!("killed: CPU time hard limit of {hard}s (SIGKILL)"))
         }
@@ -292,9 +294,8 @@ mod tests {
         );
         assert!(killed_by_limit(&limits, "SIGKILL", Some(2.0)).is_some());
         // The rusage read a little under the limit the kernel enforced.
-        assert!(killed_by_limit(&limits, "SIGKILL", Some(1.85)).is_some());
-        assert_eq!(killed_by_limit(&limits, "SIGKILL", Some(1.7)), None);
-        assert_eq!(killed_by_limit(&limits, "SIGKILL", Some(0.5)), None);
+        assert!(killed_by_limit(&limits, "SIGKILL", Some(1.5)).is_some());
+        assert_eq!(killed_by_limit(&limits, "SIGKILL", Some(0.9)), None);
         assert_eq!(killed_by_limit(&limits, "SIGTERM", Some(9.0)), None);
     }
 }

@@ -182,6 +182,9 @@ pub struct Core {
     pub waker: Waker,
     /// The CPU time (user + system, seconds) of the run's main process, once reaped.
     pub main_cpu: Option<f64>,
+    /// This run's group got a SIGKILL from us (a kill request, a terminate's or timeout's
+    /// escalation): a SIGKILL end is then not the CPU hard limit's.
+    pub sent_kill: bool,
     /// The run's readiness channel, until it is ready or over.
     pub ready: Option<crate::ready::Endpoint>,
     /// Look at the predecessors again at the next gate.
@@ -249,6 +252,7 @@ impl Core {
             lock_waiter: None,
             watched: Vec::new(),
             main_cpu: None,
+            sent_kill: false,
             ready: None,
             holders: Vec::new(),
             waker: Waker::default(),
@@ -436,6 +440,7 @@ impl Core {
                     let _ = g.signal(esc.next);
                     let _ = g.signal(Signal::SIGCONT);
                 }
+                self.sent_kill |= esc.next == Signal::SIGKILL;
                 self.escalation = (esc.next == Signal::SIGTERM).then(|| Escalation {
                     next: Signal::SIGKILL,
                     at: now + self.grace,

@@ -23,6 +23,7 @@ impl Core {
             crate::child::signal_orphans(Signal::SIGKILL, &self.helpers());
             self.leftovers = Leftovers::Done;
         }
+        self.sent_kill = false;
         let number = self.record.current().map(|r| r.run).unwrap_or(0) + 1;
         let mut run = RunRecord::new(number);
         run.attempt = self.restarts + 1;
@@ -156,6 +157,7 @@ impl Core {
             }
             return Err(self.not_running("signal"));
         }
+        self.sent_kill |= sig == Signal::SIGKILL;
         match self.group {
             Some(g) => g.signal(sig).map_err(|e| {
                 taskpool::Error::io(format!("task {}: signalling", self.id), e.into())
@@ -219,7 +221,7 @@ impl Core {
                 }
             }
         }
-        if let (Exit::Signal(s), false) = (exit, self.timed_out) {
+        if let (Exit::Signal(s), false, false) = (exit, self.timed_out, self.sent_kill) {
             let name = taskpool::signal::signal_name(s);
             if let Some(why) =
                 taskpool::limits::killed_by_limit(&self.record.spec.limits, name, self.main_cpu)
