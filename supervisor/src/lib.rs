@@ -124,6 +124,7 @@
 
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod capture;
 pub mod child;
 pub mod clients;
@@ -151,10 +152,24 @@ use taskpool::record::Behavior;
 /// started). A scheduler's `afterok` dependency means what `--after` means because of this.
 pub fn main() -> i32 {
     close_inherited_fds();
-    let orders = match launch::read_orders() {
+    let args = match launch::args() {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    if args.batch {
+        return batch::run(args);
+    }
+    let orders = match launch::read_orders(args) {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
+    supervise(orders)
+}
+
+/// Be the supervisor of the task `orders` name: detach, accept it, start it, reply, and serve
+/// until it has ended; returns the exit code, as [`main`]. A batch launcher's forked child
+/// ([`batch`]) comes here with the orders of its launch line.
+pub(crate) fn supervise(orders: launch::Orders) -> i32 {
     let leader = match launch::detach(orders.behavior) {
         Ok(l) => l,
         Err(e) => return fail(&e),
@@ -231,10 +246,13 @@ fn release_startup_memory() {
 }
 
 /// Close every descriptor above stderr that the caller let us inherit: the supervisor may live
-/// long, and must not hold (or pass on to the task) someone else's pipes.
+/// long, and must not hold (or pass on to the task) someone else's pipes. Also what a batch
+/// launcher's forked child ([`batch`]) does with the launcher's descriptors.
 fn close_inherited_fds() {
-    // SAFETY: at this point the process owns no descriptor above 2 (nothing has been opened
-    // yet), so closing them cannot invalidate an OwnedFd or File. A kernel without close_range
+    // SAFETY: nothing that runs from here on owns a descriptor above 2: at the start of `main`
+    // nothing has been opened yet, and in a batch launcher's child the launcher's owners (its
+    // reply pipes, its input) are never used or dropped again (the child ends in `exit`), so
+    // closing them cannot invalidate a live OwnedFd or File. A kernel without close_range
     // (before 5.9) just returns ENOSYS.
     unsafe {
         libc::syscall(
