@@ -115,9 +115,14 @@ impl Pool {
         specs: &[Spec],
         all: &[SpawnOptions],
     ) -> Vec<(usize, Result<Task>)> {
+        // A launcher that cannot start fails the first line (whose directory goes).
+        let first_fails = |e: Error| {
+            let _ = std::fs::remove_dir(self.task_dir(ids[0]));
+            vec![(0, Err(e))]
+        };
         let argv = match self.supervisor_cmd() {
             Ok(a) => a,
-            Err(e) => return vec![(0, Err(e))],
+            Err(e) => return first_fails(e),
         };
         let started = std::process::Command::new(&argv[0])
             .args(&argv[1..])
@@ -131,7 +136,7 @@ impl Pool {
             .spawn();
         let mut launcher = match started {
             Ok(c) => c,
-            Err(e) => return vec![(0, Err(crate::spawn::cannot_start(&argv[0], e)))],
+            Err(e) => return first_fails(crate::spawn::cannot_start(&argv[0], e)),
         };
         let to = launcher.stdin.take().expect("stdin was piped");
         let from = launcher.stdout.take().expect("stdout was piped");
