@@ -167,7 +167,11 @@ fn collect(pending: &mut Vec<Pending>, wait: bool, out: &mut File, stopped: &mut
             continue;
         }
         let p = pending.swap_remove(i);
-        let end = p.got.iter().position(|&b| b == b'\n').unwrap_or(p.got.len());
+        let end = p
+            .got
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(p.got.len());
         let reply: Option<LaunchReply> = serde_json::from_slice(&p.got[..end]).ok();
         // The process forked exits once its supervisor has detached (or has failed).
         let status = reap(p.pid);

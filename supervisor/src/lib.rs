@@ -19,6 +19,13 @@
 //! the caller's child. It then becomes a child subreaper and changes into the task's directory,
 //! so that the socket is bound by a short relative name whatever the pool's path length.
 //!
+//! **In a batch** ([`batch`]). For many new tasks at once the library runs one
+//! `taskpool-supervisor --pool DIR --batch` and writes a launch line per task; this batch
+//! launcher forks (without `exec`) one child per line, a few at once, and passes each child's reply
+//! on. The child points its stdin at `/dev/null` and its stdout at a reply pipe of its own, closes
+//! whatever else it inherited, and from its orders on is the supervisor described here: it
+//! detaches, accepts and starts its task exactly as a supervisor started alone does.
+//!
 //! **In a scheduler's job** (`--pool DIR --in-job ID`, the command a Slurm task's batch script
 //! execs; see `docs/slurm.md`). There is no launch line and no reply: the orders are the task's
 //! record, written queued at submission. The supervisor does not detach (it is the job's one

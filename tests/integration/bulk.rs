@@ -233,8 +233,14 @@ fn tasks_spawned_together_each_get_a_detached_supervisor_in_a_session_of_its_own
         let (parent, session) = parent_and_session(sup);
         // Detached as a single spawn's supervisor is: a new session that it does not lead (it
         // can never get a controlling terminal), and no longer anyone's child here.
-        assert!(session != me && session != sup, "task {id}: session {session}");
-        assert!(sessions.insert(session), "task {id} shares session {session}");
+        assert!(
+            session != me && session != sup,
+            "task {id}: session {session}"
+        );
+        assert!(
+            sessions.insert(session),
+            "task {id} shares session {session}"
+        );
         assert_ne!(parent, std::process::id() as i64);
         // The task runs under it, and it answers on its socket.
         let pid = info["pid"].as_i64().unwrap();
@@ -263,7 +269,10 @@ fn running_out_of_inodes_mid_batch_prints_the_ids_made_names_the_line_and_leaves
     let ids = ids_of(&String::from_utf8_lossy(&out.stdout));
     assert!(!ids.is_empty() && ids.len() < 100, "{} ids", ids.len());
     assert!(
-        err.contains(&format!("({} of 100 tasks spawned; their ids are printed)", ids.len())),
+        err.contains(&format!(
+            "({} of 100 tasks spawned; their ids are printed)",
+            ids.len()
+        )),
         "{err}"
     );
     // The line named failed: ids are given to lines in order, so its id is its number.
@@ -273,7 +282,10 @@ fn running_out_of_inodes_mid_batch_prints_the_ids_made_names_the_line_and_leaves
         .and_then(|s| s.split(':').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no line number in {err}"));
-    assert!(!ids.contains(&line), "line {line} failed but its id was printed");
+    assert!(
+        !ids.contains(&line),
+        "line {line} failed but its id was printed"
+    );
     // Every id printed is a running task; no other task directory is left.
     for &id in &ids {
         eq!(tp.info(id)["state"], json!("running"));
