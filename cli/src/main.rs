@@ -106,7 +106,8 @@ fn main() {
 
 /// Whether the command line names a subcommand that starts a supervisor (`spawn`, `run`,
 /// `restart`, `restore`) here: not when it goes to Slurm (`--engine slurm`, or
-/// `TASKPOOL_ENGINE=slurm` without `--engine`), whose job starts the supervisor. A cheap guess
+/// `TASKPOOL_ENGINE=slurm` without `--engine`), whose job starts the supervisor, nor for
+/// `spawn --many`, which starts a batch launcher of its own. A cheap guess
 /// before parsing: a wrong "yes" costs one idle supervisor that exits at once.
 fn about_to_spawn(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
     let args: Vec<std::ffi::OsString> = args.collect();
@@ -120,7 +121,12 @@ fn about_to_spawn(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
         Some(e) => e == "slurm",
         None => std::env::var("TASKPOOL_ENGINE").is_ok_and(|e| e == "slurm"),
     };
+    // A bulk submission starts its own batch launcher.
+    let many = words
+        .iter()
+        .any(|a| *a == "--many" || a.starts_with("--many="));
     !slurm
+        && !many
         && words
             .iter()
             .any(|a| matches!(*a, "spawn" | "run" | "restart" | "restore"))

@@ -13,7 +13,7 @@ use taskpool::record::{Behavior, Record};
 use taskpool::{Error, ErrorKind, Pool, Result};
 
 /// The longest launch line accepted.
-const LAUNCH_MAX: u64 = 16 << 20;
+pub const LAUNCH_MAX: u64 = 16 << 20;
 
 /// What the supervisor was asked to do, read and checked before detaching.
 pub struct Orders {
@@ -38,12 +38,28 @@ pub enum Leader {
     Gone,
 }
 
-/// Parse the arguments, read the launch line, open the pool and set the umask.
-pub fn read_orders() -> Result<Orders> {
-    let (pool_arg, in_job) = parse_args(std::env::args_os().skip(1))?;
-    if let Some(id) = in_job {
-        let pool_dir =
-            pool_arg.ok_or_else(|| Error::new(ErrorKind::InvalidInput, "--in-job needs --pool"))?;
+/// The program's arguments: `[--pool DIR] [--in-job ID | --batch]`.
+pub struct Args {
+    /// `--pool DIR`.
+    pub pool: Option<PathBuf>,
+    /// `--in-job ID`: started by a scheduler's batch script.
+    pub in_job: Option<u64>,
+    /// `--batch`: a batch launcher ([`crate::batch`]), one launch line per task on stdin.
+    pub batch: bool,
+}
+
+/// Parse the program's arguments.
+pub fn args() -> Result<Args> {
+    parse_args(std::env::args_os().skip(1))
+}
+
+/// Read the launch line (or, in a scheduler's job, the task's record), open the pool and set
+/// the umask.
+pub fn read_orders(args: Args) -> Result<Orders> {
+    if let Some(id) = args.in_job {
+        let pool_dir = args
+            .pool
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "--in-job needs --pool"))?;
         let pool = Pool::open(&pool_dir)?;
         set_umask(&pool);
         return Ok(Orders {
@@ -61,6 +77,12 @@ pub fn read_orders() -> Result<Orders> {
         });
     }
     let launch = read_launch()?;
+    orders_for(args.pool, launch)
+}
+
+/// The orders of a parsed launch line: open the pool (`pool_arg`, else the one the line names)
+/// and set the umask; learn how to detach.
+pub fn orders_for(pool_arg: Option<PathBuf>, launch: Launch) -> Result<Orders> {
     // A prestarted supervisor learns its pool from the launch line.
     let pool_dir = pool_arg.or_else(|| launch.pool.clone()).ok_or_else(|| {
         Error::new(
@@ -113,27 +135,34 @@ fn set_umask(pool: &Pool) {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
 }
 
-/// `[--pool DIR] [--in-job ID]`.
-fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<(Option<PathBuf>, Option<u64>)> {
+/// `[--pool DIR] [--in-job ID | --batch]`.
+fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Args> {
     let usage = || {
         Error::new(
             ErrorKind::InvalidInput,
-            "usage: taskpool-supervisor [--pool DIR] (started by the taskpool library, with a launch line on stdin), or taskpool-supervisor --pool DIR --in-job ID (in a scheduler's batch script)",
+            "usage: taskpool-supervisor [--pool DIR] [--batch] (started by the taskpool library, with launch lines on stdin), or taskpool-supervisor --pool DIR --in-job ID (in a scheduler's batch script)",
         )
     };
-    let mut pool = None;
-    let mut in_job = None;
+    let mut out = Args {
+        pool: None,
+        in_job: None,
+        batch: false,
+    };
     while let Some(a) = args.next() {
         match a.to_str() {
-            Some("--pool") => pool = Some(PathBuf::from(args.next().ok_or_else(usage)?)),
+            Some("--pool") => out.pool = Some(PathBuf::from(args.next().ok_or_else(usage)?)),
             Some("--in-job") => {
                 let id = args.next().ok_or_else(usage)?;
-                in_job = Some(id.to_str().and_then(|s| s.parse().ok()).ok_or_else(usage)?);
+                out.in_job = Some(id.to_str().and_then(|s| s.parse().ok()).ok_or_else(usage)?);
             }
+            Some("--batch") => out.batch = true,
             _ => return Err(usage()),
         }
     }
-    Ok((pool, in_job))
+    if out.batch && (out.in_job.is_some() || out.pool.is_none()) {
+        return Err(usage());
+    }
+    Ok(out)
 }
 
 /// Read the launch line (bounded), then point fd 0 at /dev/null.
@@ -147,9 +176,7 @@ fn read_launch() -> Result<Launch> {
     let read = std::io::BufReader::new(&*stdin)
         .take(LAUNCH_MAX)
         .read_until(b'\n', &mut line);
-    if let Ok(null) = std::fs::File::open("/dev/null") {
-        let _ = nix::unistd::dup2_stdin(&null);
-    }
+    stdin_from_null();
     read.map_err(|e| Error::io("reading the launch message", e))?;
     if line.is_empty() {
         return Err(Error::new(
@@ -157,7 +184,19 @@ fn read_launch() -> Result<Launch> {
             "no launch message on stdin (the supervisor is started by the taskpool library)",
         ));
     }
-    serde_json::from_slice(&line)
+    parse_launch(&line)
+}
+
+/// Point fd 0 at /dev/null: the launch pipe is not the supervisor's to keep.
+pub fn stdin_from_null() {
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+    }
+}
+
+/// Parse one launch line.
+pub fn parse_launch(line: &[u8]) -> Result<Launch> {
+    serde_json::from_slice(line)
         .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("bad launch message: {e}")))
 }
 

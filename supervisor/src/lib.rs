@@ -19,6 +19,13 @@
 //! the caller's child. It then becomes a child subreaper and changes into the task's directory,
 //! so that the socket is bound by a short relative name whatever the pool's path length.
 //!
+//! **In a batch** ([`batch`]). For many new tasks at once the library runs one
+//! `taskpool-supervisor --pool DIR --batch` and writes a launch line per task; this batch
+//! launcher forks (without `exec`) one child per line, a few at once, and passes each child's reply
+//! on. The child points its stdin at `/dev/null` and its stdout at a reply pipe of its own, closes
+//! whatever else it inherited, and from its orders on is the supervisor described here: it
+//! detaches, accepts and starts its task exactly as a supervisor started alone does.
+//!
 //! **In a scheduler's job** (`--pool DIR --in-job ID`, the command a Slurm task's batch script
 //! execs; see `docs/slurm.md`). There is no launch line and no reply: the orders are the task's
 //! record, written queued at submission. The supervisor does not detach (it is the job's one
@@ -124,6 +131,7 @@
 
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod capture;
 pub mod child;
 pub mod clients;
@@ -151,10 +159,24 @@ use taskpool::record::Behavior;
 /// started). A scheduler's `afterok` dependency means what `--after` means because of this.
 pub fn main() -> i32 {
     close_inherited_fds();
-    let orders = match launch::read_orders() {
+    let args = match launch::args() {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    if args.batch {
+        return batch::run(args);
+    }
+    let orders = match launch::read_orders(args) {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
+    supervise(orders)
+}
+
+/// Be the supervisor of the task `orders` name: detach, accept it, start it, reply, and serve
+/// until it has ended; returns the exit code, as [`main`]. A batch launcher's forked child
+/// ([`batch`]) comes here with the orders of its launch line.
+pub(crate) fn supervise(orders: launch::Orders) -> i32 {
     let leader = match launch::detach(orders.behavior) {
         Ok(l) => l,
         Err(e) => return fail(&e),
@@ -231,10 +253,13 @@ fn release_startup_memory() {
 }
 
 /// Close every descriptor above stderr that the caller let us inherit: the supervisor may live
-/// long, and must not hold (or pass on to the task) someone else's pipes.
+/// long, and must not hold (or pass on to the task) someone else's pipes. Also what a batch
+/// launcher's forked child ([`batch`]) does with the launcher's descriptors.
 fn close_inherited_fds() {
-    // SAFETY: at this point the process owns no descriptor above 2 (nothing has been opened
-    // yet), so closing them cannot invalidate an OwnedFd or File. A kernel without close_range
+    // SAFETY: nothing that runs from here on owns a descriptor above 2: at the start of `main`
+    // nothing has been opened yet, and in a batch launcher's child the launcher's owners (its
+    // reply pipes, its input) are never used or dropped again (the child ends in `exit`), so
+    // closing them cannot invalidate a live OwnedFd or File. A kernel without close_range
     // (before 5.9) just returns ENOSYS.
     unsafe {
         libc::syscall(

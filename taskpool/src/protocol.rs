@@ -287,6 +287,20 @@ pub enum LaunchReply {
     },
 }
 
+/// A batch launcher's answer for one of its launch lines (`taskpool-supervisor --batch`, started
+/// by [`crate::Pool::spawn_many`]): which line, counted from 0, and what the supervisor forked for
+/// it replied; `None` when it ended without replying (the launcher gives its exit status).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchReply {
+    /// The launch line answered, counted from 0.
+    pub n: usize,
+    /// The supervisor's reply, or `None` if it ended without one.
+    pub reply: Option<LaunchReply>,
+    /// How a supervisor that did not reply ended (`exit status: 1`, `signal: 9 (SIGKILL)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+}
+
 /// Encode a message as one JSON line, appended to `out`.
 pub fn encode_line<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
     // Serializing these types to a Vec cannot fail: all map keys are strings.

@@ -63,7 +63,7 @@ fn dismiss(mut c: std::process::Child) {
 }
 
 /// The error for a supervisor program that could not be started.
-fn cannot_start(program: &std::ffi::OsStr, e: std::io::Error) -> Error {
+pub(crate) fn cannot_start(program: &std::ffi::OsStr, e: std::io::Error) -> Error {
     // The hint only helps when the program is missing (not, say, out of descriptors).
     let hint = match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
@@ -922,7 +922,7 @@ impl Starting {
 }
 
 /// The outcome of a launch, from the supervisor's reply.
-fn launched(
+pub(crate) fn launched(
     reply: LaunchReply,
     child: Option<std::process::Child>,
 ) -> Result<(Launched, Option<std::process::Child>)> {
@@ -957,7 +957,7 @@ fn launched(
 }
 
 /// The error for a supervisor that ended without replying.
-fn silent(id: u64, program: &str, status: &str) -> Error {
+pub(crate) fn silent(id: u64, program: &str, status: &str) -> Error {
     Error::new(
         ErrorKind::Supervisor,
         format!("task {id}: the supervisor {program}ended without reporting ({status})"),

@@ -209,3 +209,88 @@ fn a_drop_directory_burst_is_spawned_together_each_file_its_own_task() {
         99
     );
 }
+
+/// A process's parent and session, from `/proc/PID/stat`.
+fn parent_and_session(pid: i64) -> (i64, i64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // After the command's name in parentheses: state, ppid, pgrp, session.
+    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    (rest[1].parse().unwrap(), rest[3].parse().unwrap())
+}
+
+#[test]
+fn tasks_spawned_together_each_get_a_detached_supervisor_in_a_session_of_its_own() {
+    let tp = TestPool::new();
+    let file = tp.scratch().join("jobs.jsonl");
+    std::fs::write(&file, "{\"command\": [\"sleep\", \"600\"]}\n".repeat(4)).unwrap();
+    let ids = ids_of(&tp.ok(["spawn", "--many", file.to_str().unwrap()]));
+    eq!(ids, vec![1, 2, 3, 4]);
+    let me = parent_and_session(std::process::id() as i64).1;
+    let mut sessions = std::collections::BTreeSet::new();
+    for &id in &ids {
+        let info = tp.info(id);
+        let sup = info["supervisor_pid"].as_i64().unwrap();
+        let (parent, session) = parent_and_session(sup);
+        // Detached as a single spawn's supervisor is: a new session that it does not lead (it
+        // can never get a controlling terminal), and no longer anyone's child here.
+        assert!(
+            session != me && session != sup,
+            "task {id}: session {session}"
+        );
+        assert!(
+            sessions.insert(session),
+            "task {id} shares session {session}"
+        );
+        assert_ne!(parent, std::process::id() as i64);
+        // The task runs under it, and it answers on its socket.
+        let pid = info["pid"].as_i64().unwrap();
+        eq!(parent_and_session(pid).0, sup);
+    }
+    tp.ok(["kill", "3"]);
+    eq!(code(&tp.run(["wait", "3"])), 128 + 15);
+    eq!(tp.info(3)["status"], json!("killed"));
+    eq!(tp.info(4)["state"], json!("running"));
+}
+
+#[test]
+fn running_out_of_inodes_mid_batch_prints_the_ids_made_names_the_line_and_leaves_nothing_else() {
+    // Room for the 100 task directories and some tasks' files, not for every task's.
+    let Some(tp) = TestPool::on_tmpfs_with("size=64m,nr_inodes=400") else {
+        eprintln!("running_out_of_inodes_mid_batch: cannot mount a tmpfs (not root?); skipped");
+        return;
+    };
+    let file = tp.scratch().join("jobs.jsonl");
+    std::fs::write(&file, "{\"command\": [\"sleep\", \"600\"]}\n".repeat(100)).unwrap();
+    let out = tp.run(["spawn", "--many", file.to_str().unwrap()]);
+    eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let ids = ids_of(&String::from_utf8_lossy(&out.stdout));
+    assert!(!ids.is_empty() && ids.len() < 100, "{} ids", ids.len());
+    assert!(
+        err.contains(&format!(
+            "({} of 100 tasks spawned; their ids are printed)",
+            ids.len()
+        )),
+        "{err}"
+    );
+    // The line named failed: ids are given to lines in order, so its id is its number.
+    let line: u64 = err
+        .split("line ")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line number in {err}"));
+    assert!(
+        !ids.contains(&line),
+        "line {line} failed but its id was printed"
+    );
+    // Every id printed is a running task; no other task directory is left.
+    for &id in &ids {
+        eq!(tp.info(id)["state"], json!("running"));
+    }
+    let mut dirs: Vec<u64> = task_dirs(&tp).iter().map(|d| d.parse().unwrap()).collect();
+    dirs.sort_unstable();
+    eq!(dirs, ids);
+}

@@ -64,6 +64,11 @@ impl TestPool {
     /// A pool on a tmpfs of `size` bytes of its own (a small disk to fill), or `None` when
     /// mounting is not possible here (not root).
     pub fn on_tmpfs(size: u64) -> Option<TestPool> {
+        Self::on_tmpfs_with(&format!("size={size}"))
+    }
+
+    /// [`TestPool::on_tmpfs`] with the tmpfs's own options (`size=…,nr_inodes=…`).
+    pub fn on_tmpfs_with(options: &str) -> Option<TestPool> {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let root = std::env::temp_dir().join(format!("taskpool-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
@@ -72,7 +77,7 @@ impl TestPool {
                 "-t",
                 "tmpfs",
                 "-o",
-                &format!("size={size},mode=0755"),
+                &format!("{options},mode=0755"),
                 "tmpfs",
             ])
             .arg(&root)
