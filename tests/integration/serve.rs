@@ -894,6 +894,91 @@ fn serve_follow_resumes_with_last_event_id_losing_and_repeating_nothing() {
     s.stop();
 }
 
+/// Read `f`'s output events until `n` bytes came (the stream must not end first).
+fn read_bytes(f: &mut Sse, n: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.extend(output_bytes(&f.next_named("output")));
+    }
+    got
+}
+
+/// Many SSE clients of one task: its supervisor has one subscription for all of them (one more
+/// connection, not twenty), each client gets every byte once, one that joins late or resumes at
+/// an offset too, and the subscription ends with the last client.
+#[test]
+fn serve_followers_of_a_task_share_one_subscription_to_its_supervisor() {
+    let tp = TestPool::new();
+    let id = tp.spawn(["--", helper().to_str().unwrap(), "pump"]);
+    let s = Server::start(&tp, &[]);
+    let sup = tp.supervisor_pid(id);
+    // The supervisor's sockets: its listener and a connection per client.
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{sup}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            })
+            .count()
+    };
+    // They settle (a request's connection goes once it has been answered).
+    let settle = |want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fds() != want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eq!(fds(), want);
+    };
+    let send = |line: &str| eq!(s.post(&format!("/api/tasks/{id}/send"), line).status, 200);
+    let before = fds();
+    let path = format!("/api/tasks/{id}/follow?stream=stdout");
+    let mut clients: Vec<Sse> = (0..20).map(|_| s.sse(&path, &[])).collect();
+    settle(before + 1);
+    send("out 100000\n");
+    for f in clients.iter_mut() {
+        eq!(read_bytes(f, 100000), pattern(0, 100000));
+    }
+    for _ in 0..3 {
+        send("out 200000\n");
+        send("err 1000\n");
+    }
+    for f in clients.iter_mut() {
+        eq!(read_bytes(f, 600000), pattern(100000, 600000));
+    }
+    // Joining late, from the start and from an offset: the rest from the files, then live.
+    clients.push(s.sse(&path, &[]));
+    clients.push(s.sse(&path, &[("last-event-id", "1234")]));
+    settle(before + 1);
+    send("out 5000\n");
+    let late = clients.len() - 2;
+    for (i, f) in clients.iter_mut().enumerate() {
+        let got = if i == late {
+            read_bytes(f, 705000)
+        } else if i == late + 1 {
+            read_bytes(f, 705000 - 1234)
+        } else {
+            read_bytes(f, 5000)
+        };
+        let want = match i {
+            i if i == late => pattern(0, 705000),
+            i if i == late + 1 => pattern(1234, 705000 - 1234),
+            _ => pattern(700000, 5000),
+        };
+        assert!(
+            got == want,
+            "client {i}: {} bytes, not the {} expected",
+            got.len(),
+            want.len()
+        );
+    }
+    // The last client gone, the subscription goes too.
+    drop(clients);
+    settle(before);
+    s.stop();
+}
+
 #[test]
 fn serve_events_show_a_new_task_its_state_changes_and_its_removal() {
     let tp = TestPool::new();
