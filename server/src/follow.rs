@@ -102,12 +102,7 @@ impl Hubs {
     /// Join the subscription of `run` of task `id`, starting it if it has no client yet (at the
     /// current end of the run's files: what came before, each client reads there). Blocks
     /// while connecting to the supervisor.
-    pub fn join(
-        self: &Arc<Hubs>,
-        pool: &Pool,
-        id: u64,
-        run: u32,
-    ) -> taskpool::Result<(broadcast::Receiver<Arc<Msg>>, Member)> {
+    pub fn join(self: &Arc<Hubs>, pool: &Pool, id: u64, run: u32) -> taskpool::Result<Source> {
         if let Some(j) = self.join_existing(id, run) {
             return Ok(j);
         }
@@ -142,7 +137,7 @@ impl Hubs {
             .name(format!("follow-{id}"))
             .spawn(move || hubs.pump(follow, tx, (id, run), generation))
             .map_err(|e| taskpool::Error::io("starting a follow thread", e))?;
-        Ok((
+        Ok(Source::Live(
             rx,
             Member {
                 hubs: self.clone(),
@@ -152,15 +147,11 @@ impl Hubs {
         ))
     }
 
-    fn join_existing(
-        self: &Arc<Hubs>,
-        id: u64,
-        run: u32,
-    ) -> Option<(broadcast::Receiver<Arc<Msg>>, Member)> {
+    fn join_existing(self: &Arc<Hubs>, id: u64, run: u32) -> Option<Source> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let e = map.get_mut(&(id, run))?;
         e.clients += 1;
-        Some((
+        Some(Source::Live(
             e.tx.subscribe(),
             Member {
                 hubs: self.clone(),
@@ -206,7 +197,7 @@ impl Hubs {
                     ))));
                     continue;
                 }
-                Ok(Event::End(info)) => Msg::End(sse("end", None, &info.to_json().to_string())),
+                Ok(Event::End(info)) => Msg::End(end_event(&info)),
                 Err(e) => Msg::Error(error_event(&e)),
             };
             let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
@@ -256,6 +247,11 @@ fn output_event(data: &[u8], id: &str) -> Bytes {
     sse("output", Some(id), &body)
 }
 
+/// The `end` event: the task's final info.
+pub fn end_event(info: &taskpool::Info) -> Bytes {
+    sse("end", None, &info.to_json().to_string())
+}
+
 /// An `error` event.
 pub fn error_event(e: &taskpool::Error) -> Bytes {
     sse(
@@ -277,6 +273,15 @@ enum Mode {
     Done,
 }
 
+/// Where a client's output comes from after the files.
+pub enum Source {
+    /// The run's shared subscription, joined with [`Hubs::join`].
+    Live(broadcast::Receiver<Arc<Msg>>, Member),
+    /// Nothing: the run is over (an earlier run than the latest); the files, then this `end`
+    /// event.
+    Files(Bytes),
+}
+
 /// One SSE client of a run: its cursor in the stream it follows, the channel, and its hold on
 /// the subscription. Its events come from [`Client::next`].
 pub struct Client {
@@ -286,36 +291,43 @@ pub struct Client {
     stream: Stream,
     /// The offset in `stream` after the last byte sent.
     cursor: u64,
-    rx: broadcast::Receiver<Arc<Msg>>,
+    rx: Option<broadcast::Receiver<Arc<Msg>>>,
     mode: Mode,
-    _member: Member,
+    /// The `run` event, sent first.
+    first: Option<Bytes>,
+    _member: Option<Member>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Client {
-    /// A client of `stream` of `run` of task `id`, from offset `from` in that stream, on a
-    /// channel joined with [`Hubs::join`], holding one of the server's stream permits.
+    /// A client of `stream` of `run` of task `id`, from offset `from` in that stream, holding one
+    /// of the server's stream permits. Its first event is `run`, naming the run and the offset.
     pub fn new(
         pool: Pool,
-        id: u64,
-        run: u32,
+        (id, run): (u64, u32),
         stream: Stream,
         from: u64,
-        joined: (broadcast::Receiver<Arc<Msg>>, Member),
+        source: Source,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Client {
+        let (rx, member, then) = match source {
+            Source::Live(rx, m) => (Some(rx), Some(m), None),
+            Source::Files(end) => (None, None, Some(Arc::new(Msg::End(end)))),
+        };
         Client {
             pool,
             id,
             run,
             stream,
             cursor: from,
-            rx: joined.0,
-            mode: Mode::CatchUp {
-                upto: None,
-                then: None,
-            },
-            _member: joined.1,
+            rx,
+            mode: Mode::CatchUp { upto: None, then },
+            first: Some(sse(
+                "run",
+                None,
+                &serde_json::json!({"run": run, "offset": from}).to_string(),
+            )),
+            _member: member,
             _permit: permit,
         }
     }
@@ -330,14 +342,16 @@ impl Client {
         )
     }
 
-    /// The event id of the position `at` (the offset after a chunk).
+    /// The event id of the position `at` (the offset after a chunk): `RUN:OFFSET`.
     fn id_at(&self, at: u64) -> String {
-        let _ = self.run;
-        at.to_string()
+        format!("{}:{at}", self.run)
     }
 
     /// The next event to send; `None` once the stream is over.
     pub async fn next(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
         loop {
             match &mut self.mode {
                 Mode::Done => return None,
@@ -363,25 +377,31 @@ impl Client {
                         }
                     }
                 }
-                Mode::Live => match tokio::time::timeout(KEEP_ALIVE, self.rx.recv()).await {
-                    Err(_) => return Some(Bytes::from_static(b":\n\n")),
-                    Ok(Ok(m)) => {
-                        if let Some(ev) = self.deliver(&m, false) {
-                            return Some(ev);
-                        }
-                    }
-                    // Fell behind: what the channel dropped is in the files.
-                    Ok(Err(RecvError::Lagged(_))) => {
-                        self.mode = Mode::CatchUp {
-                            upto: None,
-                            then: None,
-                        }
-                    }
-                    Ok(Err(RecvError::Closed)) => {
+                Mode::Live => {
+                    let Some(rx) = &mut self.rx else {
                         self.mode = Mode::Done;
                         return None;
+                    };
+                    match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+                        Err(_) => return Some(Bytes::from_static(b":\n\n")),
+                        Ok(Ok(m)) => {
+                            if let Some(ev) = self.deliver(&m, false) {
+                                return Some(ev);
+                            }
+                        }
+                        // Fell behind: what the channel dropped is in the files.
+                        Ok(Err(RecvError::Lagged(_))) => {
+                            self.mode = Mode::CatchUp {
+                                upto: None,
+                                then: None,
+                            }
+                        }
+                        Ok(Err(RecvError::Closed)) => {
+                            self.mode = Mode::Done;
+                            return None;
+                        }
                     }
-                },
+                }
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::api::{blocking, parse_stream, query_error, stream_permit, task, S};
 use crate::error::{ApiError, ApiResult};
-use crate::follow::Client;
+use crate::follow::{end_event, Client, Source};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State as St};
@@ -99,10 +99,25 @@ pub async fn output(
     .await
 }
 
-/// `GET /api/tasks/{id}/follow`: SSE, `event: output` with `id:` the offset in the chosen stream
-/// after the chunk, `event: state`, then `event: end` with the final info. `Last-Event-ID` (or
-/// `?offset=`) resumes at that offset. Every client of a run shares one subscription to its
-/// supervisor (see [`crate::follow`]).
+/// A `Last-Event-ID`: `RUN:OFFSET` as this server sends them, or a bare offset.
+fn parse_event_id(v: &HeaderValue) -> ApiResult<(Option<u32>, u64)> {
+    let bad = || ApiError::bad_request("Last-Event-ID: not RUN:OFFSET or a byte offset");
+    let v = v.to_str().map_err(|_| bad())?.trim();
+    match v.split_once(':') {
+        Some((run, at)) => Ok((
+            Some(run.parse().map_err(|_| bad())?),
+            at.parse().map_err(|_| bad())?,
+        )),
+        None => Ok((None, v.parse().map_err(|_| bad())?)),
+    }
+}
+
+/// `GET /api/tasks/{id}/follow`: SSE. First `event: run` naming the run followed and the offset
+/// it starts at, then `event: output` with `id:` `RUN:OFFSET` (the offset in the chosen stream
+/// after the chunk), `event: state`, and `event: end` with the final info. `Last-Event-ID` (or
+/// `?offset=`) resumes; an id of an earlier run than the one followed (the task was restarted
+/// since) starts that run at 0. `?run=N` follows run N. Every client of a run shares one
+/// subscription to its supervisor (see [`crate::follow`]).
 pub async fn follow(
     St(s): S,
     Path(id): Path<String>,
@@ -111,31 +126,55 @@ pub async fn follow(
 ) -> ApiResult<Response> {
     let Query(q) = q.map_err(query_error)?;
     let stream = parse_stream(q.stream.as_deref())?;
-    let from = match headers.get("last-event-id") {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| ApiError::bad_request("Last-Event-ID: not a byte offset"))?,
-        None => q.offset.unwrap_or(0),
-    };
+    let last = headers
+        .get("last-event-id")
+        .map(parse_event_id)
+        .transpose()?;
+    if q.run == Some(0) {
+        return Err(ApiError::bad_request("run: runs count from 1"));
+    }
     let permit = stream_permit(&s)?;
     let client = blocking(move || {
         let t = task(&s, &id)?;
-        let (run, end) = stream_end(&t, None, stream)?;
+        let info = t.info()?;
+        // A task that has not run yet: its first run is the one to follow.
+        let latest = info.run.max(1);
+        let no_run = |r: u32| ApiError::not_found(format!("task {} has no run {r}", t.id()));
+        let run = q.run.unwrap_or(latest);
+        if run > latest {
+            return Err(no_run(run));
+        }
+        let from = match last {
+            Some((Some(r), _)) if q.run.is_some_and(|p| p != r) => {
+                return Err(ApiError::bad_request(format!(
+                    "Last-Event-ID names run {r}, but the follow is of run {run}"
+                )))
+            }
+            Some((Some(r), _)) if r > latest => return Err(no_run(r)),
+            // Restarted since: the newest run from its start.
+            Some((Some(r), _)) if r < run => 0,
+            Some((_, at)) => at,
+            None => q.offset.unwrap_or(0),
+        };
+        let end = if info.run == 0 {
+            0
+        } else {
+            OutputLog::open(&t.pool().run_dir(t.id(), run))?.len(stream)
+        };
         if from > end {
             return Err(past_end(from, stream, end));
         }
-        // A task that has not run yet: its first run is the one to follow.
-        let run = run.max(1);
-        let joined = s.follows.join(&s.pool, t.id(), run)?;
+        let source = if run < info.run {
+            Source::Files(end_event(&info))
+        } else {
+            s.follows.join(&s.pool, t.id(), run)?
+        };
         Ok(Client::new(
             s.pool.clone(),
-            t.id(),
-            run,
+            (t.id(), run),
             stream,
             from,
-            joined,
+            source,
             permit,
         ))
     })
