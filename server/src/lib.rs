@@ -58,6 +58,8 @@ pub struct State {
     pub changes: tokio::sync::broadcast::Sender<Change>,
     /// The live follows, one per (task, run), shared by their SSE clients.
     pub follows: Arc<follow::Hubs>,
+    /// The clients of `/api/events`, and the look at scheduler tasks while there are any.
+    pub scheduler: events::SchedulerWatch,
 }
 
 /// The whole application: routes, access guard and request log.
@@ -115,6 +117,7 @@ pub fn state(pool: Pool, opts: Options) -> anyhow::Result<Arc<State>> {
         max_streams: opts.max_streams,
         changes,
         follows: Arc::default(),
+        scheduler: events::SchedulerWatch::default(),
     }))
 }
 
