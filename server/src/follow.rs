@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use taskpool::output::OutputLog;
-use taskpool::task::ReadOptions;
+use taskpool::reader::RunReader;
 use taskpool::{ErrorKind, Event, FollowStop, Pool, Stream};
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -295,6 +295,8 @@ pub struct Client {
     mode: Mode,
     /// The `run` event, sent first.
     first: Option<Bytes>,
+    /// The run's files, once opened.
+    files: Option<RunReader>,
     _member: Option<Member>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -327,6 +329,7 @@ impl Client {
                 None,
                 &serde_json::json!({"run": run, "offset": from}).to_string(),
             )),
+            files: None,
             _member: member,
             _permit: permit,
         }
@@ -462,7 +465,7 @@ impl Client {
     /// The next chunk of the files from the cursor (at most up to `upto`) as an event; `None`
     /// when they hold nothing more (yet).
     async fn read_files(&mut self, upto: Option<u64>) -> taskpool::Result<Option<Bytes>> {
-        let count = upto.map_or(FILE_CHUNK, |u| (u - self.cursor).min(FILE_CHUNK));
+        let count = upto.map_or(FILE_CHUNK, |u| (u - self.cursor).min(FILE_CHUNK)) as usize;
         let (pool, id, run, stream, offset) = (
             self.pool.clone(),
             self.id,
@@ -470,23 +473,27 @@ impl Client {
             self.stream,
             self.cursor,
         );
-        let read = tokio::task::spawn_blocking(move || {
-            pool.task(id)?.read(&ReadOptions {
-                run: Some(run),
-                offset: Some(offset),
-                count: Some(count),
-                ..ReadOptions::new(stream)
-            })
+        let reader = self.files.take();
+        let (reader, read) = tokio::task::spawn_blocking(move || {
+            let mut reader = match reader {
+                Some(r) => r,
+                None => match pool.task(id).and_then(|t| t.run_reader(run)) {
+                    Ok(r) => r,
+                    // The run has not started yet: nothing to read.
+                    Err(e) if e.kind() == ErrorKind::NotFound && pool.task(id).is_ok() => {
+                        return (None, Ok(None))
+                    }
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            let read = reader.read(stream, offset, count).map(Some);
+            (Some(reader), read)
         })
         .await
         .map_err(|e| taskpool::Error::new(ErrorKind::Io, e.to_string()))?;
-        let chunk = match read {
-            Ok(c) => c,
-            // The run has not started yet: nothing to read.
-            Err(e) if e.kind() == ErrorKind::NotFound && self.pool.task(self.id).is_ok() => {
-                return Ok(None)
-            }
-            Err(e) => return Err(e),
+        self.files = reader;
+        let Some(chunk) = read? else {
+            return Ok(None);
         };
         if chunk.data.is_empty() {
             return Ok(None);
