@@ -311,8 +311,10 @@ fn run_followed(how: Followers, pool: &Pool, k: usize, bytes: u64) -> (f64, f64)
                         let _ = ready.send(());
                         let mut last = 0u64;
                         for l in lines {
+                            // `RUN:OFFSET` (a bare offset from servers before runs were named).
                             if let Some(id) = l.strip_prefix("id: ") {
-                                last = id.parse().unwrap_or(last);
+                                let at = id.rsplit(':').next().unwrap_or(id);
+                                last = at.parse().unwrap_or(last);
                             } else if l == "event: end" {
                                 break;
                             }

@@ -495,8 +495,18 @@ function openFollow() {
       for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
       text = decoder.decode(bytes, { stream: true });
     }
-    c.offset = parseInt(ev.lastEventId, 10) || c.offset;
+    // Ids are RUN:OFFSET.
+    const at = ev.lastEventId.slice(ev.lastEventId.lastIndexOf(":") + 1);
+    c.offset = parseInt(at, 10) || c.offset;
     appendOutput(text);
+  });
+  // The run followed comes first: another than the one shown (the task was restarted while the
+  // connection was down) is shown afresh.
+  es.addEventListener("run", (ev) => {
+    if (current !== c || c.follow !== es) return;
+    const d = JSON.parse(ev.data);
+    if (c.run != null && d.run !== c.run) { startFollow(); return; }
+    c.run = d.run;
   });
   es.addEventListener("end", (ev) => {
     if (current !== c || c.follow !== es) return;
@@ -530,6 +540,7 @@ async function startFollow() {
   c.ansi = { fg: null, bg: null, b: false, i: false, u: false, carry: "", length: 0 };
   c.scrolledUp = false;
   c.offset = 0;
+  c.run = null;
   // A long output: show its last part only.
   try {
     const { headers } = await api("/api/tasks/" + c.id + "/output?stream=" + c.stream + "&len=0");

@@ -2,8 +2,9 @@
 //! library alone. See `docs/http.md`.
 //!
 //! One module per resource: [`tasks`] (lists, info, control, spawning), `output` (bytes and live
-//! output), `events` (pool changes from inotify), `page` (the embedded web page); [`auth`] guards
-//! every route, [`error`] is the one JSON error body.
+//! output; `follow` shares one subscription per run among its clients), `events` (pool changes
+//! from inotify), `page` (the embedded web page); [`auth`] guards every route, [`error`] is the
+//! one JSON error body.
 
 #![deny(missing_docs)]
 
@@ -11,6 +12,7 @@ mod api;
 pub mod auth;
 pub mod error;
 mod events;
+mod follow;
 mod output;
 mod page;
 pub mod tasks;
@@ -54,6 +56,10 @@ pub struct State {
     pub max_streams: usize,
     /// Pool changes, for `/api/events`.
     pub changes: tokio::sync::broadcast::Sender<Change>,
+    /// The live follows, one per (task, run), shared by their SSE clients.
+    pub follows: Arc<follow::Hubs>,
+    /// The clients of `/api/events`, and the look at scheduler tasks while there are any.
+    pub scheduler: events::SchedulerWatch,
 }
 
 /// The whole application: routes, access guard and request log.
@@ -110,6 +116,8 @@ pub fn state(pool: Pool, opts: Options) -> anyhow::Result<Arc<State>> {
         streams: Arc::new(tokio::sync::Semaphore::new(opts.max_streams)),
         max_streams: opts.max_streams,
         changes,
+        follows: Arc::default(),
+        scheduler: events::SchedulerWatch::default(),
     }))
 }
 

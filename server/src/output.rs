@@ -1,20 +1,18 @@
 //! The output routes: raw bytes with offsets (`GET /api/tasks/{id}/output`) and live output as
 //! Server-Sent Events (`GET /api/tasks/{id}/follow`), resumable at a byte offset.
 
-use crate::api::{blocking, parse_stream, query_error, receiver_stream, stream_permit, task, S};
+use crate::api::{blocking, parse_stream, query_error, stream_permit, task, S};
 use crate::error::{ApiError, ApiResult};
+use crate::follow::{end_event, Client, Source};
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State as St};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use futures_util::stream::Stream as FStream;
 use serde::Deserialize;
-use std::convert::Infallible;
 use taskpool::output::OutputLog;
 use taskpool::task::ReadOptions;
-use taskpool::{Event, Stream, Task};
+use taskpool::{Stream, Task};
 
 /// The most bytes one `output` answer carries; a client reads on from the offset it reached.
 pub const MAX_READ: u64 = 8 * 1024 * 1024;
@@ -101,113 +99,92 @@ pub async fn output(
     .await
 }
 
-fn sse_output(data: &[u8], at: u64) -> SseEvent {
-    let body = match std::str::from_utf8(data) {
-        Ok(t) => serde_json::json!({"text": t}),
-        Err(_) => {
-            serde_json::json!({"base64": base64::engine::general_purpose::STANDARD.encode(data)})
-        }
-    };
-    SseEvent::default()
-        .event("output")
-        .id(at.to_string())
-        .data(body.to_string())
+/// A `Last-Event-ID`: `RUN:OFFSET` as this server sends them, or a bare offset.
+fn parse_event_id(v: &HeaderValue) -> ApiResult<(Option<u32>, u64)> {
+    let bad = || ApiError::bad_request("Last-Event-ID: not RUN:OFFSET or a byte offset");
+    let v = v.to_str().map_err(|_| bad())?.trim();
+    match v.split_once(':') {
+        Some((run, at)) => Ok((
+            Some(run.parse().map_err(|_| bad())?),
+            at.parse().map_err(|_| bad())?,
+        )),
+        None => Ok((None, v.parse().map_err(|_| bad())?)),
+    }
 }
 
-fn sse_error(e: &taskpool::Error) -> SseEvent {
-    SseEvent::default().event("error").data(
-        serde_json::json!({"error": {"code": e.kind_name(), "message": e.message()}}).to_string(),
-    )
-}
-
-/// `GET /api/tasks/{id}/follow`: SSE, `event: output` with `id:` the offset in the chosen stream
-/// after the chunk, `event: state`, then `event: end` with the final info. `Last-Event-ID` (or
-/// `?offset=`) resumes at that offset.
+/// `GET /api/tasks/{id}/follow`: SSE. First `event: run` naming the run followed and the offset
+/// it starts at, then `event: output` with `id:` `RUN:OFFSET` (the offset in the chosen stream
+/// after the chunk), `event: state`, and `event: end` with the final info. `Last-Event-ID` (or
+/// `?offset=`) resumes; an id of an earlier run than the one followed (the task was restarted
+/// since) starts that run at 0. `?run=N` follows run N. Every client of a run shares one
+/// subscription to its supervisor (see [`crate::follow`]).
 pub async fn follow(
     St(s): S,
     Path(id): Path<String>,
     q: Result<Query<OutputQuery>, QueryRejection>,
     headers: HeaderMap,
-) -> ApiResult<Sse<impl FStream<Item = Result<SseEvent, Infallible>>>> {
+) -> ApiResult<Response> {
     let Query(q) = q.map_err(query_error)?;
     let stream = parse_stream(q.stream.as_deref())?;
-    let from = match headers.get("last-event-id") {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| ApiError::bad_request("Last-Event-ID: not a byte offset"))?,
-        None => q.offset.unwrap_or(0),
-    };
+    let last = headers
+        .get("last-event-id")
+        .map(parse_event_id)
+        .transpose()?;
+    if q.run == Some(0) {
+        return Err(ApiError::bad_request("run: runs count from 1"));
+    }
     let permit = stream_permit(&s)?;
-    let follow = blocking(move || {
+    let client = blocking(move || {
         let t = task(&s, &id)?;
-        let (_, end) = stream_end(&t, None, stream)?;
+        let info = t.info()?;
+        // A task that has not run yet: its first run is the one to follow.
+        let latest = info.run.max(1);
+        let no_run = |r: u32| ApiError::not_found(format!("task {} has no run {r}", t.id()));
+        let run = q.run.unwrap_or(latest);
+        if run > latest {
+            return Err(no_run(run));
+        }
+        let from = match last {
+            Some((Some(r), _)) if q.run.is_some_and(|p| p != r) => {
+                return Err(ApiError::bad_request(format!(
+                    "Last-Event-ID names run {r}, but the follow is of run {run}"
+                )))
+            }
+            Some((Some(r), _)) if r > latest => return Err(no_run(r)),
+            // Restarted since: the newest run from its start.
+            Some((Some(r), _)) if r < run => 0,
+            Some((_, at)) => at,
+            None => q.offset.unwrap_or(0),
+        };
+        let end = if info.run == 0 {
+            0
+        } else {
+            OutputLog::open(&t.pool().run_dir(t.id(), run))?.len(stream)
+        };
         if from > end {
             return Err(past_end(from, stream, end));
         }
-        // Combined offsets resume directly; a single stream is filtered from the start.
-        let start = if stream == Stream::Combined { from } else { 0 };
-        Ok(t.follow(start)?)
+        let source = if run < info.run {
+            Source::Files(end_event(&info))
+        } else {
+            s.follows.join(&s.pool, t.id(), run)?
+        };
+        Ok(Client::new(
+            s.pool.clone(),
+            (t.id(), run),
+            stream,
+            from,
+            source,
+            permit,
+        ))
     })
     .await?;
-    let stop = follow.stopper();
-    let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(16);
-    // The client going away ends the follow even while it waits for output; `done` says the
-    // follow ended by itself (this sender must not outlive it, or the stream would never end).
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let closed = tx.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = closed.closed() => stop.stop(),
-            _ = done_rx => {}
-        }
-    });
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let _done = done_tx;
-        for ev in follow {
-            let sent = match ev {
-                Ok(Event::Output {
-                    stream: st,
-                    offset,
-                    combined,
-                    data,
-                }) => {
-                    let base = match stream {
-                        Stream::Combined => combined,
-                        x if x == st => offset,
-                        _ => continue,
-                    };
-                    let end = base + data.len() as u64;
-                    if end <= from {
-                        continue;
-                    }
-                    let skip = from.saturating_sub(base) as usize;
-                    tx.blocking_send(sse_output(&data[skip..], end))
-                }
-                Ok(Event::State(st)) => tx.blocking_send(
-                    SseEvent::default()
-                        .event("state")
-                        .data(serde_json::json!({"state": st.as_str()}).to_string()),
-                ),
-                Ok(Event::End(info)) => {
-                    let _ = tx.blocking_send(
-                        SseEvent::default()
-                            .event("end")
-                            .data(info.to_json().to_string()),
-                    );
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(sse_error(&e));
-                    return;
-                }
-            };
-            if sent.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(Sse::new(receiver_stream(rx)).keep_alive(KeepAlive::default()))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(client.into_stream()),
+    )
+        .into_response())
 }

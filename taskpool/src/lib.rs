@@ -59,6 +59,7 @@ pub mod plan;
 pub mod pool;
 pub mod protocol;
 pub mod pty;
+pub mod reader;
 pub mod ready;
 mod reconcile;
 pub mod record;

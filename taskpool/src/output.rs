@@ -351,23 +351,35 @@ impl OutputLog {
             return Ok((from, self.read_stream(stream, from, count)?));
         }
         let mut cur = self.seek(offset)?;
+        self.read_kept_from(&mut cur, count, kept)
+    }
+
+    /// [`OutputLog::read_kept`] of the combined view from `cur` (which it advances past what it
+    /// returns): a reader going on from where it stopped need not [`seek`](OutputLog::seek)
+    /// again, which walks the chunk index from the start.
+    pub fn read_kept_from(
+        &self,
+        cur: &mut Cursor,
+        count: usize,
+        kept: &Kept,
+    ) -> Result<(u64, Vec<u8>)> {
         // Pass over dropped bytes without reading them.
-        while let Some((s, len)) = self.current_entry(&mut cur)? {
-            let (pos, k) = (*stream_pos(&mut cur, s), kept_of(kept, s));
+        while let Some((s, len)) = self.current_entry(cur)? {
+            let (pos, k) = (*stream_pos(cur, s), kept_of(kept, s));
             if pos >= k {
                 break;
             }
             let n = u64::from(len - cur.within).min(k - pos) as usize;
-            pass(&mut cur, s, len, n);
+            pass(cur, s, len, n);
         }
         let first = cur.combined;
         let mut out = Vec::new();
         while out.len() < count {
-            match self.current_entry(&mut cur)? {
-                Some((s, _)) if *stream_pos(&mut cur, s) >= kept_of(kept, s) => {}
+            match self.current_entry(cur)? {
+                Some((s, _)) if *stream_pos(cur, s) >= kept_of(kept, s) => {}
                 _ => break,
             }
-            match self.next_piece(&mut cur, count - out.len())? {
+            match self.next_piece(cur, count - out.len())? {
                 Some(p) => out.extend_from_slice(&p.data),
                 None => break,
             }

@@ -568,8 +568,9 @@ impl Pool {
 
     /// The info of each of `ids`, in order, skipping tasks removed meanwhile. Each is a few
     /// system calls and a parse, independent of the others: a large pool is read by one thread
-    /// per core (at most [`LIST_THREADS`]).
-    fn infos(&self, ids: &[u64]) -> Result<Vec<Info>> {
+    /// per core (at most [`LIST_THREADS`]); the live scheduler tasks among them are asked of
+    /// the scheduler in one question (one `squeue`), however many they are.
+    pub fn infos(&self, ids: &[u64]) -> Result<Vec<Info>> {
         let one = |id: u64| -> Option<Result<Listed>> {
             // Info does not show the environment: skip parsing it (most of a record's bytes).
             match self.list_one(id) {

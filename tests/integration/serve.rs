@@ -285,7 +285,7 @@ impl Sse {
 }
 
 /// Bytes of an output event.
-fn output_bytes(ev: &Event) -> Vec<u8> {
+pub fn output_bytes(ev: &Event) -> Vec<u8> {
     let d = ev.json();
     if let Some(t) = d["text"].as_str() {
         return t.as_bytes().to_vec();
@@ -550,6 +550,11 @@ fn serve_bad_requests_get_their_status() {
     let r = s.get_with(
         &format!("/api/tasks/{id}/follow"),
         &[("authorization", &auth), ("last-event-id", "5000")],
+    );
+    eq!(r.status, 416);
+    let r = s.get_with(
+        &format!("/api/tasks/{id}/follow"),
+        &[("authorization", &auth), ("last-event-id", "1:5000")],
     );
     eq!(r.status, 416);
     let r = s.get_with(
@@ -841,7 +846,7 @@ fn serve_follow_resumes_with_last_event_id_losing_and_repeating_nothing() {
                 let ev = f.next_named("output");
                 got.extend(output_bytes(&ev));
                 last = ev.id.clone().expect("output events have ids");
-                eq!(last, got.len().to_string());
+                eq!(last, format!("1:{}", got.len()));
             }
             eq!(got.len(), expected.len());
             drop(f);
@@ -891,6 +896,160 @@ fn serve_follow_resumes_with_last_event_id_losing_and_repeating_nothing() {
     let end = f.next_named("end").json();
     eq!(end["signal"], json!("SIGTERM"));
     assert!(f.next().is_none());
+    s.stop();
+}
+
+/// Read `f`'s output events until `n` bytes came (the stream must not end first).
+fn read_bytes(f: &mut Sse, n: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.extend(output_bytes(&f.next_named("output")));
+    }
+    got
+}
+
+/// Many SSE clients of one task: its supervisor has one subscription for all of them (one more
+/// connection, not twenty), each client gets every byte once, one that joins late or resumes at
+/// an offset too, and the subscription ends with the last client.
+#[test]
+fn serve_followers_of_a_task_share_one_subscription_to_its_supervisor() {
+    let tp = TestPool::new();
+    let id = tp.spawn(["--", helper().to_str().unwrap(), "pump"]);
+    let s = Server::start(&tp, &[]);
+    let sup = tp.supervisor_pid(id);
+    // The supervisor's connections: its sockets but the listener.
+    let conns = || {
+        std::fs::read_dir(format!("/proc/{sup}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            })
+            .count()
+            - 1
+    };
+    // They settle (a request's connection goes once it has been answered).
+    let settle = |want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while conns() != want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eq!(conns(), want);
+    };
+    let send = |line: &str| eq!(s.post(&format!("/api/tasks/{id}/send"), line).status, 200);
+    settle(0);
+    let path = format!("/api/tasks/{id}/follow?stream=stdout");
+    let mut clients: Vec<Sse> = (0..20).map(|_| s.sse(&path, &[])).collect();
+    settle(1);
+    send("out 100000\n");
+    for f in clients.iter_mut() {
+        eq!(read_bytes(f, 100000), pattern(0, 100000));
+    }
+    for _ in 0..3 {
+        send("out 200000\n");
+        send("err 1000\n");
+    }
+    for f in clients.iter_mut() {
+        eq!(read_bytes(f, 600000), pattern(100000, 600000));
+    }
+    // Joining late, from the start and from an offset: the rest from the files, then live.
+    clients.push(s.sse(&path, &[]));
+    clients.push(s.sse(&path, &[("last-event-id", "1:1234")]));
+    settle(1);
+    send("out 5000\n");
+    let late = clients.len() - 2;
+    for (i, f) in clients.iter_mut().enumerate() {
+        let got = if i == late {
+            read_bytes(f, 705000)
+        } else if i == late + 1 {
+            read_bytes(f, 705000 - 1234)
+        } else {
+            read_bytes(f, 5000)
+        };
+        let want = match i {
+            i if i == late => pattern(0, 705000),
+            i if i == late + 1 => pattern(1234, 705000 - 1234),
+            _ => pattern(700000, 5000),
+        };
+        assert!(
+            got == want,
+            "client {i}: {} bytes, not the {} expected",
+            got.len(),
+            want.len()
+        );
+    }
+    // The last client gone, the subscription goes too.
+    drop(clients);
+    settle(0);
+    s.stop();
+}
+
+/// Event ids name the run: an id of run 1 after the task was restarted resumes nothing of run 1
+/// in run 2, it starts run 2 at 0 (and says so); `?run=N` follows an earlier run.
+#[test]
+fn serve_follow_across_a_restart_starts_the_new_run_at_its_beginning() {
+    let tp = TestPool::new();
+    let n = tp.scratch().join("n");
+    let script = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo \"run $n says hello\"",
+        c = n.display()
+    );
+    let id = tp.spawn(["-c", &script]);
+    eq!(code(&tp.run(["wait", &id.to_string()])), 0);
+    let s = Server::start(&tp, &[]);
+    let path = format!("/api/tasks/{id}/follow");
+    // One whole follow, then a resume within the run.
+    let mut f = s.sse(&path, &[]);
+    eq!(f.next_named("run").json(), json!({"run": 1, "offset": 0}));
+    let ev = f.next_named("output");
+    eq!(output_bytes(&ev), b"run 1 says hello\n".to_vec());
+    eq!(ev.id.as_deref(), Some("1:17"));
+    eq!(f.next_named("end").json()["run"], json!(1));
+    let mut f = s.sse(&path, &[("last-event-id", "1:4")]);
+    eq!(f.next_named("run").json(), json!({"run": 1, "offset": 4}));
+    eq!(
+        output_bytes(&f.next_named("output")),
+        b"1 says hello\n".to_vec()
+    );
+    f.next_named("end");
+
+    eq!(s.post(&format!("/api/tasks/{id}/restart"), "").status, 200);
+    eq!(code(&tp.run(["wait", &id.to_string()])), 0);
+    // The id of run 1 (even at run 1's end): run 2 from its start.
+    let mut f = s.sse(&path, &[("last-event-id", "1:17")]);
+    eq!(f.next_named("run").json(), json!({"run": 2, "offset": 0}));
+    let ev = f.next_named("output");
+    eq!(output_bytes(&ev), b"run 2 says hello\n".to_vec());
+    eq!(ev.id.as_deref(), Some("2:17"));
+    let end = f.next_named("end").json();
+    eq!(end["run"], json!(2));
+    eq!(end["status"], json!("success"));
+    assert!(f.next().is_none());
+    // Run 1 is still there to follow, pinned.
+    let mut f = s.sse(&format!("{path}?run=1"), &[("last-event-id", "1:4")]);
+    eq!(f.next_named("run").json(), json!({"run": 1, "offset": 4}));
+    eq!(
+        output_bytes(&f.next_named("output")),
+        b"1 says hello\n".to_vec()
+    );
+    f.next_named("end");
+    // An id of a run to come, a pinned run the id contradicts, a run that is not there.
+    eq!(
+        s.get_with(
+            &path,
+            &[("authorization", &s.auth()), ("last-event-id", "3:0")]
+        )
+        .status,
+        404
+    );
+    let r = s.get_with(
+        &format!("{path}?run=1"),
+        &[("authorization", &s.auth()), ("last-event-id", "2:0")],
+    );
+    eq!(r.status, 400);
+    eq!(s.get(&format!("{path}?run=3")).status, 404);
+    eq!(s.get(&format!("{path}?run=0")).status, 400);
     s.stop();
 }
 

@@ -583,3 +583,71 @@ fn slurms_time_limit_ends_the_task_and_says_so() {
     );
     eq!(ended_state(sp.job(id)), "TIMEOUT");
 }
+
+/// `taskpool serve` shows Slurm tasks like any other: listed with their engine and Slurm fields
+/// (one `squeue` per listing), followed (here with the socket out of reach, as from another
+/// node) until the end with their final info, and their changes on `/api/events`, even one only
+/// Slurm knows of (a pending job cancelled from outside).
+#[test]
+fn serve_shows_slurm_tasks_follows_them_off_the_node_and_sends_their_changes() {
+    use crate::serve::{output_bytes, Server};
+    let sp = cluster();
+    let s = Server::start(&sp, &[]);
+    let mut events = s.sse("/api/events", &[]);
+    eq!(events.status, 200);
+    let held = sp.submit(&["--slurm-arg=--hold", "-c", "true"]);
+    let fifo = sp.scratch().join("go-on");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let id = sp.running_with(&format!(
+        "echo >&3; echo first; read line < {}; echo second",
+        fifo.display()
+    ));
+    let listed = s.get("/api/tasks").json();
+    let row = |t: u64| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == json!(t))
+            .cloned()
+            .unwrap_or_else(|| panic!("task {t} not listed: {listed}"))
+    };
+    eq!(row(held)["engine"], json!("slurm"));
+    eq!(row(held)["state"], json!("queued"));
+    eq!(row(held)["slurm"]["reason"], json!("JobHeldUser"));
+    eq!(row(id)["engine"], json!("slurm"));
+    eq!(row(id)["state"], json!("running"));
+    eq!(row(id)["slurm"]["job_id"], json!(sp.job(id)));
+    eq!(row(id)["slurm"]["node"], json!(hostname()));
+
+    // Followed as from another node: the files, polled, and the record.
+    let dir = sp.pool.task_dir(id);
+    std::fs::rename(dir.join("sock"), dir.join("sock.aside")).unwrap();
+    let mut f = s.sse(&format!("/api/tasks/{id}/follow"), &[]);
+    eq!(f.status, 200);
+    eq!(output_bytes(&f.next_named("output")), b"first\n".to_vec());
+    std::fs::write(&fifo, "x\n").unwrap();
+    eq!(output_bytes(&f.next_named("output")), b"second\n".to_vec());
+    let end = f.next_named("end").json();
+    eq!(end["id"], json!(id));
+    eq!(end["status"], json!("success"));
+    eq!(end["engine"], json!("slurm"));
+
+    // Slurm cancels the held job: only Slurm knows, until the server looks.
+    assert!(Command::new("scancel")
+        .arg(sp.job(held).to_string())
+        .status()
+        .unwrap()
+        .success());
+    let (mut ended, mut skipped) = (false, false);
+    while !(ended && skipped) {
+        let e = events.next_named("task").json();
+        ended |= e["id"] == json!(id) && e["status"] == json!("success");
+        skipped |= e["id"] == json!(held) && e["state"] == json!("skipped");
+    }
+    s.stop();
+}
