@@ -5,6 +5,7 @@
 //! ```text
 //! POOL/                      0700 (2770 when group-shared)
 //!   next-id                  the next task id (flock'd while allocating)
+//!   settings.json            the pool's settings (the default engine; taskpool::settings)
 //!   tasks/ID/record.json     the task's record, replaced atomically
 //!   tasks/ID/lock            held (OFD lock) by the live supervisor
 //!   tasks/ID/sock            the supervisor's socket, present while it listens

@@ -399,6 +399,83 @@ fn a_job_file_and_taskpool_engine_choose_slurm() {
 }
 
 #[test]
+fn a_pools_default_engine_comes_after_the_command_line_a_job_file_and_the_environment() {
+    let sp = cluster();
+    eq!(sp.ok(["pool", "show"]), "engine -\n");
+    sp.ok(["pool", "set", "--engine", "slurm"]);
+    let shown: Value = serde_json::from_str(&sp.ok(["pool", "show", "--json"])).unwrap();
+    eq!(shown, json!({"engine": "slurm"}));
+    // Nothing else names an engine: the pool's default.
+    let id = sp.spawn(["-c", "echo from the pool default"]);
+    eq!(sp.info(id)["engine"], json!("slurm"));
+    eq!(sp.wait(id), 0);
+    eq!(
+        sp.run(["output", &id.to_string()]).stdout,
+        b"from the pool default\n".to_vec()
+    );
+    // The environment, a job file and the command line each come before it.
+    let out = sp
+        .cmd()
+        .env("TASKPOOL_ENGINE", "local")
+        .args(["spawn", "-c", "true"])
+        .output()
+        .unwrap();
+    let id: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    eq!(sp.info(id)["engine"], json!("local"));
+    let job = sp.scratch().join("local.json");
+    std::fs::write(&job, r#"{"command": "true", "engine": "local"}"#).unwrap();
+    let id = sp.spawn(["--file", job.to_str().unwrap()]);
+    eq!(sp.info(id)["engine"], json!("local"));
+    let id = sp.spawn(["--engine", "local", "-c", "true"]);
+    eq!(sp.info(id)["engine"], json!("local"));
+    // A job file without an engine, and `spawn --many`, take the pool's.
+    let job = sp.scratch().join("plain.json");
+    std::fs::write(&job, r#"{"command": "true", "slurm_args": ["--hold"]}"#).unwrap();
+    let id = sp.spawn(["--file", job.to_str().unwrap()]);
+    eq!(sp.info(id)["engine"], json!("slurm"));
+    sp.ok(["terminate", &id.to_string()]);
+    let lines = sp.scratch().join("many.jsonl");
+    std::fs::write(
+        &lines,
+        "{\"command\": \"true\", \"slurm_args\": [\"--hold\"]}\n",
+    )
+    .unwrap();
+    let id: u64 = sp
+        .ok(["spawn", "--many", lines.to_str().unwrap()])
+        .trim()
+        .parse()
+        .unwrap();
+    eq!(sp.info(id)["engine"], json!("slurm"));
+    sp.ok(["terminate", &id.to_string()]);
+    // Removed: local again.
+    sp.ok(["pool", "set", "--engine", "none"]);
+    eq!(sp.ok(["pool", "show"]), "engine -\n");
+    let id = sp.spawn(["-c", "true"]);
+    eq!(sp.info(id)["engine"], json!("local"));
+    // Bad input.
+    let out = sp.run(["pool", "set", "--engine", "pbs"]);
+    eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("unknown engine \"pbs\" (expected local, slurm or none)"),
+        "{}",
+        stderr(&out)
+    );
+    let settings = sp.pool.path().join("settings.json");
+    std::fs::write(&settings, r#"{"engin": "slurm"}"#).unwrap();
+    let out = sp.run(["spawn", "-c", "true"]);
+    eq!(code(&out), 1);
+    let err = stderr(&out);
+    eq!(err.lines().count(), 1);
+    assert!(
+        err.starts_with(&format!(
+            "taskpool: {}: unknown field `engin`",
+            settings.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn kill_reaches_a_running_job_through_its_socket() {
     let sp = cluster();
     let id = sp.running();
