@@ -53,11 +53,24 @@ impl Pool {
             made.keep = true;
             return Ok(Task::new(self.clone(), id));
         }
-        self.write_script(id, &rec.spec)?;
-        let args = self.submission_args(id, &rec.spec, &deps);
+        self.write_script(id, &rec.spec, false)?;
+        let args = self.submission_args(id, &rec.spec, &deps, true);
+        self.hand_over(&mut rec, &args)?;
+        made.keep = true;
+        drop(lock);
+        Ok(Task::new(self.clone(), id))
+    }
+
+    /// Submit `rec` (its task's lock held, its batch script written): `sbatch` with `args`
+    /// starts, the record (queued, no job id yet) is stored while it talks to the controller,
+    /// then the job id. The error is the scheduler's own; a job whose record could not be stored
+    /// is cancelled.
+    fn hand_over(&self, rec: &mut Record, args: &[OsString]) -> Result<()> {
+        let id = rec.id;
+        let path = self.record_path(id);
         // The record is written while sbatch talks to the controller; the job's supervisor
         // cannot read it before we let go of the lock.
-        let submitting = rec.spec.engine.submit(&self.task_dir(id), &args)?;
+        let submitting = rec.spec.engine.submit(&self.task_dir(id), args)?;
         // Not fsync'd, nor is the job id below: a crash before they reach the disk leaves a task
         // its next reader finds never submitted (lost), and a job whose supervisor finds no live
         // record (docs/slurm.md); the time goes to the submission instead.
@@ -76,7 +89,69 @@ impl Pool {
             let _ = rec.spec.engine.cancel(job);
             return Err(e);
         }
-        made.keep = true;
+        Ok(())
+    }
+
+    /// Run the ended scheduler task `id` again: a new job for its next run, under the same id.
+    /// Its predecessors and start time applied to its first run only (as for a local task), so
+    /// the new job has no dependency and no `--begin`. On a refused submission the task is left
+    /// as it was.
+    pub(crate) fn resubmit(&self, id: u64, rec: &Record) -> Result<Task> {
+        crate::spawn::discard_prestarted();
+        let lock_path = self.lock_path(id);
+        let lock = crate::lock::open(&lock_path, false).map_err(|e| Error::path(&lock_path, e))?;
+        let job = rec.job.as_ref().and_then(|j| j.job_id);
+        // The previous supervisor's pid means something only on its own node.
+        let here = rec
+            .job
+            .as_ref()
+            .and_then(|j| j.node.as_deref())
+            .is_some_and(is_this_node);
+        let pid = rec.supervisor_pid.filter(|_| here);
+        if !Task::new(self.clone(), id).lock_after_end(&lock, pid)? {
+            let now = self.load_record(id)?;
+            if now.state.is_live() {
+                return Err(Error::new(
+                    ErrorKind::State,
+                    format!("task {id} was restarted meanwhile"),
+                ));
+            }
+            let node = rec
+                .job
+                .as_ref()
+                .and_then(|j| j.node.clone())
+                .map_or(String::new(), |n| format!(" on {n}"));
+            return Err(Error::new(
+                ErrorKind::LockHeld,
+                format!(
+                    "task {id}: the supervisor of its last run (Slurm job {}{node}) still holds the task's lock; restart it once that job has ended",
+                    job.map_or_else(|| "?".into(), |j| j.to_string())
+                ),
+            ));
+        }
+        let path = self.record_path(id);
+        let previous = Record::load(&path)?;
+        if previous.state.is_live() {
+            return Err(Error::new(
+                ErrorKind::State,
+                format!("task {id} was restarted meanwhile"),
+            ));
+        }
+        let mut next = previous.clone();
+        next.state = State::Queued;
+        next.supervisor_pid = None;
+        next.reason = None;
+        next.lost_from = None;
+        next.next_start = None;
+        next.waiting_for = None;
+        next.job = Some(JobRecord::default());
+        self.write_script(id, &next.spec, true)?;
+        let args = self.submission_args(id, &next.spec, &Deps::Jobs(None), false);
+        if let Err(e) = self.hand_over(&mut next, &args) {
+            // Put the ended record back: nothing was submitted.
+            let _ = previous.store(&path, true);
+            return Err(e);
+        }
         drop(lock);
         Ok(Task::new(self.clone(), id))
     }
@@ -168,7 +243,8 @@ impl Pool {
 
     /// The batch script: it execs the supervisor, which then is the job's one process (Slurm
     /// signals it, and the job ends when it exits).
-    fn write_script(&self, id: u64, spec: &Spec) -> Result<()> {
+    /// A restart (`replace`) writes it anew: the supervisor's path may have changed.
+    fn write_script(&self, id: u64, spec: &Spec, replace: bool) -> Result<()> {
         use crate::slurm::sh_quote;
         use std::os::unix::ffi::OsStrExt;
         let mut s = Vec::new();
@@ -197,6 +273,14 @@ impl Pool {
         }
         s.push(b'\n');
         let path = self.task_dir(id).join(crate::slurm::SCRIPT);
+        if replace {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::path(&path, e))
+                }
+                _ => {}
+            }
+        }
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -208,8 +292,8 @@ impl Pool {
     }
 
     /// sbatch's arguments for the task: the mapped options, then the user's `--slurm-arg`s (which
-    /// Slurm lets override the mapped ones).
-    fn submission_args(&self, id: u64, spec: &Spec, deps: &Deps) -> Vec<OsString> {
+    /// Slurm lets override the mapped ones). The start time maps for the `first` run only.
+    fn submission_args(&self, id: u64, spec: &Spec, deps: &Deps, first: bool) -> Vec<OsString> {
         let dir = self.task_dir(id);
         let mut out: Vec<OsString> = Vec::new();
         let mut opt = |name: &str, value: &std::ffi::OsStr| {
@@ -229,7 +313,7 @@ impl Pool {
         if let Some(min) = time_limit_minutes(spec) {
             opt("time", min.to_string().as_ref());
         }
-        if let Some(at) = spec.plan.start_at {
+        if let Some(at) = spec.plan.start_at.filter(|_| first) {
             opt("begin", begin(at).as_ref());
         }
         if let Deps::Jobs(Some(d)) = deps {
@@ -240,6 +324,14 @@ impl Pool {
         out.extend(spec.slurm_args.iter().map(OsString::from));
         out
     }
+}
+
+/// Whether `node` (Slurm's node name, the short host name) is the machine we run on.
+fn is_this_node(node: &str) -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").is_ok_and(|h| {
+        let h = h.trim();
+        h == node || h.split('.').next() == Some(node)
+    })
 }
 
 /// Removes a task directory made for a submission that did not complete, unless kept.

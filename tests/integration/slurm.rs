@@ -476,6 +476,68 @@ fn a_pools_default_engine_comes_after_the_command_line_a_job_file_and_the_enviro
 }
 
 #[test]
+fn restart_of_an_ended_slurm_task_submits_a_new_job_for_its_next_run() {
+    let sp = cluster();
+    let count = sp.scratch().join("count");
+    let script = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo run $n; [ $n -gt 1 ]",
+        c = count.display()
+    );
+    let hooks = sp.scratch().join("hooks");
+    let hook = format!("echo $TASKPOOL_RUN $TASKPOOL_STATUS >> {}", hooks.display());
+    let id = sp.submit(&["--on-exit", &hook, "-c", &script]);
+    let first_job = sp.job(id);
+    eq!(sp.wait(id), 1);
+    eq!(sp.info(id)["status"], json!("failure"));
+    let ids = id.to_string();
+    // Without sbatch the restart is refused and the task stays as it was.
+    let out = sp
+        .cmd()
+        .env("PATH", "/nonexistent")
+        .args(["restart", &ids])
+        .output()
+        .unwrap();
+    eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("cannot run sbatch"),
+        "{}",
+        stderr(&out)
+    );
+    let info = sp.info(id);
+    eq!(info["state"], json!("exited"));
+    eq!(info["slurm"]["job_id"], json!(first_job));
+    eq!(sp.ok(["restart", &ids]).trim(), ids);
+    let second_job = sp.job(id);
+    assert!(second_job != first_job, "the same job {first_job} again");
+    eq!(sp.wait(id), 0);
+    let info = sp.info(id);
+    eq!(info["status"], json!("success"));
+    eq!(info["run"], json!(2));
+    eq!(info["runs"].as_array().unwrap().len(), 2);
+    eq!(info["slurm"]["node"], json!(hostname()));
+    eq!(sp.run(["output", &ids]).stdout, b"run 2\n".to_vec());
+    eq!(
+        sp.run(["output", &ids, "--run", "1"]).stdout,
+        b"run 1\n".to_vec()
+    );
+    // Each run's hook ran once, after its end (wait returns once the hooks have run).
+    eq!(
+        std::fs::read_to_string(&hooks).unwrap(),
+        "1 failure\n2 success\n"
+    );
+    eq!(ended_state(first_job), "FAILED");
+    eq!(ended_state(second_job), "COMPLETED");
+    // A live one is refused.
+    let held = sp.submit(&["--slurm-arg=--hold", "-c", "true"]);
+    let out = sp.run(["restart", &held.to_string()]);
+    eq!(code(&out), 1);
+    eq!(
+        stderr(&out).trim(),
+        format!("taskpool: task {held} is queued; restart is refused while it is live")
+    );
+}
+
+#[test]
 fn kill_reaches_a_running_job_through_its_socket() {
     let sp = cluster();
     let id = sp.running();
