@@ -55,6 +55,7 @@ pub fn read_orders() -> Result<Orders> {
                 restart: false,
                 restore: true,
                 pool: None,
+                skip: None,
             },
             behavior: Behavior::Foreground,
             in_job: true,

@@ -686,6 +686,7 @@ impl Pool {
             restart: false,
             restore: false,
             pool: None,
+            skip: None,
         };
         match self.finish_launch(starting, &launch) {
             Ok((_, child)) => Ok(Task::with_child(self.clone(), id, child)),
@@ -763,6 +764,7 @@ impl Pool {
             restart: true,
             restore: false,
             pool: None,
+            skip: None,
         };
         let (_, child) = self.launch(&launch, rec.spec.behavior)?;
         Ok(Task::with_child(self.clone(), id, child))
@@ -795,6 +797,7 @@ impl Pool {
                 restart: false,
                 restore: true,
                 pool: None,
+                skip: None,
             };
             let r = self
                 .launch(&launch, Behavior::Daemon)

@@ -538,6 +538,94 @@ fn restart_of_an_ended_slurm_task_submits_a_new_job_for_its_next_run() {
 }
 
 #[test]
+fn a_job_slurm_ended_before_its_supervisor_started_runs_its_hooks_once() {
+    let sp = cluster();
+    let marks = sp.scratch().join("hooks");
+    let hook = format!(
+        "echo \"$TASKPOOL_TASK_ID $TASKPOOL_STATUS $TASKPOOL_REASON\" >> {}",
+        marks.display()
+    );
+    // Cancelled while pending, from outside; then many readers at once.
+    let held = sp.submit(&[
+        "--slurm-arg=--hold",
+        "--on-exit",
+        &hook,
+        "--on-failure",
+        &hook,
+        "-c",
+        "true",
+    ]);
+    let job = sp.job(held);
+    assert!(Command::new("scancel")
+        .arg(job.to_string())
+        .status()
+        .unwrap()
+        .success());
+    eq!(ended_state(job), "CANCELLED");
+    let readers: Vec<_> = (0..6)
+        .map(|i| {
+            let args: &[&str] = if i % 2 == 0 {
+                &["ls", "--json"]
+            } else {
+                &["info", "--json"]
+            };
+            let mut c = sp.cmd();
+            c.args(args);
+            if i % 2 == 1 {
+                c.arg(held.to_string());
+            }
+            c.stdout(std::process::Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    for mut r in readers {
+        assert!(r.wait().unwrap().success());
+    }
+    // wait ends once the hooks have run (as for a local task skipped at its gate).
+    eq!(sp.wait(held), 125);
+    let why = format!("Slurm job {job} was cancelled while pending: CANCELLED (JobHeldUser)");
+    let info = sp.info(held);
+    eq!(info["state"], json!("skipped"));
+    eq!(info["reason"], json!(why));
+    eq!(info["slurm"]["state"], json!("CANCELLED"));
+    // on_failure is not for a task that never ran; on_exit ran exactly once.
+    eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        format!("{held} skipped {why}\n")
+    );
+    let report: Value =
+        serde_json::from_str(&sp.ok(["report", &held.to_string(), "--json"])).unwrap();
+    eq!(report["status"], json!("skipped"));
+    eq!(report["hooks"][0]["hook"], json!("on_exit"));
+    eq!(report["hooks"][0]["exit_code"], json!(0));
+    eq!(report["hooks"].as_array().unwrap().len(), 1);
+    // A dependency that can never be met.
+    std::fs::remove_file(&marks).unwrap();
+    let failing = sp.submit(&["-c", "sleep 1; exit 1"]);
+    let never = sp.submit(&[
+        "--after",
+        &failing.to_string(),
+        "--on-exit",
+        &hook,
+        "-c",
+        "true",
+    ]);
+    eq!(sp.wait(failing), 1);
+    eq!(sp.wait(never), 125);
+    let why = format!(
+        "Slurm cancelled job {} (DependencyNeverSatisfied): predecessor task {failing} ended failure",
+        sp.job(never)
+    );
+    eq!(sp.info(never)["reason"], json!(why));
+    eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        format!("{never} skipped {why}\n")
+    );
+    // Listing again runs nothing more.
+    sp.ok(["ls"]);
+    eq!(std::fs::read_to_string(&marks).unwrap().lines().count(), 1);
+}
+
+#[test]
 fn kill_reaches_a_running_job_through_its_socket() {
     let sp = cluster();
     let id = sp.running();
