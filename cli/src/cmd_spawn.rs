@@ -16,7 +16,11 @@ pub fn spawn(global: &GlobalArgs, cmd: &SpawnCmd) -> Result<i32> {
         return crate::cmd_many::spawn_many(global, cmd, path);
     }
     let pool = select::pool(global)?;
-    let default = crate::options::default_engine(&pool)?;
+    // The command line's engine wins: nothing else is looked at.
+    let default = match cmd.spawn.engine {
+        Some(_) => None,
+        None => crate::options::default_engine(&pool)?,
+    };
     let opts = match &cmd.file {
         Some(path) => from_file(cmd, path, default)?,
         None => cmd.spawn.to_options(default)?,

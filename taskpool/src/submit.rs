@@ -1,9 +1,11 @@
 //! Handing a new task to a cluster scheduler ([`crate::engine`]): what a task's options map to
 //! (the table in docs/slurm.md), what cannot be mapped (refused before anything is made), and the
-//! submission itself. The batch script is written, the job submitted, and the task's record
-//! (queued, no supervisor) written while `sbatch` runs, all while the submitter holds the task's
-//! lock, so that the supervisor, once Slurm starts it, finds the record with its job id (it waits
-//! for the lock). A rejected submission removes the task's directory: nothing is left.
+//! submission itself. The job is submitted (the batch script on sbatch's stdin), the script's copy
+//! and the record's temporary file are made while `sbatch` runs, and the record (queued, no
+//! supervisor, the job id) is stored once sbatch has answered, all while the submitter holds the
+//! task's lock, so that the supervisor, once Slurm starts it, finds the record with its job id
+//! (it waits for the lock). A rejected submission removes the task's directory: nothing is left.
+//! `restart` of an ended task submits a new job the same way.
 
 use crate::engine::{Engine, JobRecord};
 use crate::error::{Error, ErrorKind, Result};
@@ -53,38 +55,39 @@ impl Pool {
             made.keep = true;
             return Ok(Task::new(self.clone(), id));
         }
-        self.write_script(id, &rec.spec, false)?;
         let args = self.submission_args(id, &rec.spec, &deps, true);
-        self.hand_over(&mut rec, &args)?;
+        self.hand_over(&mut rec, &args, false)?;
         made.keep = true;
         drop(lock);
         Ok(Task::new(self.clone(), id))
     }
 
-    /// Submit `rec` (its task's lock held, its batch script written): `sbatch` with `args`
-    /// starts, the record (queued, no job id yet) is stored while it talks to the controller,
-    /// then the job id. The error is the scheduler's own; a job whose record could not be stored
-    /// is cancelled.
-    fn hand_over(&self, rec: &mut Record, args: &[OsString]) -> Result<()> {
+    /// Submit `rec` (its task's lock held): `sbatch` with `args` starts, reading the batch
+    /// script on its stdin; while it talks to the controller the script is written into the
+    /// task's directory (a restart's anew: `replace`) and the record's temporary file is made;
+    /// then the record is stored with the job id. The error is the scheduler's own; a job whose
+    /// record could not be stored is cancelled.
+    ///
+    /// The record is stored once, after the submission, and not fsync'd: a crash before it
+    /// reaches the disk leaves a task directory without a record (which `clean` removes) and a
+    /// job whose supervisor finds no live record (docs/slurm.md); the time goes to the
+    /// submission instead. Until then the job's supervisor waits for the lock we hold.
+    fn hand_over(&self, rec: &mut Record, args: &[OsString], replace: bool) -> Result<()> {
         let id = rec.id;
         let path = self.record_path(id);
-        // The record is written while sbatch talks to the controller; the job's supervisor
-        // cannot read it before we let go of the lock.
-        let submitting = rec.spec.engine.submit(&self.task_dir(id), args)?;
-        // Not fsync'd, nor is the job id below: a crash before they reach the disk leaves a task
-        // its next reader finds never submitted (lost), and a job whose supervisor finds no live
-        // record (docs/slurm.md); the time goes to the submission instead.
-        let stored = rec.store(&path, false);
+        let script = self.script(id, &rec.spec)?;
+        let submitting = rec.spec.engine.submit(args, &script)?;
+        // Creating files is the slow part of this work on some file systems: done while sbatch
+        // waits for the controller, not after.
+        let made = self
+            .write_script(id, &script, replace)
+            .and_then(|()| record::Replacement::open(&path));
         let job = submitting.job_id()?;
-        if let Err(e) = stored {
-            let _ = rec.spec.engine.cancel(job);
-            return Err(e);
-        }
         rec.job = Some(JobRecord {
             job_id: Some(job),
             ..Default::default()
         });
-        if let Err(e) = rec.store(&path, false) {
+        if let Err(e) = made.and_then(|file| rec.store_in(file, false)) {
             // The job would run a task with no record of its job: take it back.
             let _ = rec.spec.engine.cancel(job);
             return Err(e);
@@ -145,13 +148,9 @@ impl Pool {
         next.next_start = None;
         next.waiting_for = None;
         next.job = Some(JobRecord::default());
-        self.write_script(id, &next.spec, true)?;
         let args = self.submission_args(id, &next.spec, &Deps::Jobs(None), false);
-        if let Err(e) = self.hand_over(&mut next, &args) {
-            // Put the ended record back: nothing was submitted.
-            let _ = previous.store(&path, true);
-            return Err(e);
-        }
+        // On failure the ended record stands: nothing was stored.
+        self.hand_over(&mut next, &args, true)?;
         drop(lock);
         Ok(Task::new(self.clone(), id))
     }
@@ -243,8 +242,7 @@ impl Pool {
 
     /// The batch script: it execs the supervisor, which then is the job's one process (Slurm
     /// signals it, and the job ends when it exits).
-    /// A restart (`replace`) writes it anew: the supervisor's path may have changed.
-    fn write_script(&self, id: u64, spec: &Spec, replace: bool) -> Result<()> {
+    fn script(&self, id: u64, spec: &Spec) -> Result<Vec<u8>> {
         use crate::slurm::sh_quote;
         use std::os::unix::ffi::OsStrExt;
         let mut s = Vec::new();
@@ -272,6 +270,13 @@ impl Pool {
             s.extend_from_slice(&sh_quote(a.as_bytes()));
         }
         s.push(b'\n');
+        Ok(s)
+    }
+
+    /// Keep the batch script `script` in the task's directory, for whoever wants to read it
+    /// (Slurm keeps its own copy). A restart (`replace`) writes it anew: the supervisor's path
+    /// may have changed.
+    fn write_script(&self, id: u64, script: &[u8], replace: bool) -> Result<()> {
         let path = self.task_dir(id).join(crate::slurm::SCRIPT);
         if replace {
             match std::fs::remove_file(&path) {
@@ -287,7 +292,7 @@ impl Pool {
             .mode(0o700)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .and_then(|mut f| f.write_all(&s))
+            .and_then(|mut f| f.write_all(script))
             .map_err(|e| Error::path(&path, e))
     }
 
