@@ -128,8 +128,9 @@ pub enum Cmd {
     /// task is not found, was lost, or its supervisor cannot be reached.
     #[command(after_help = DURATION_FORMS)]
     Wait(WaitCmd),
-    /// Run an ended task again under the same id (a new run; for a Slurm task, a new job);
-    /// prints the id.
+    /// Run an ended task again under the same id (a new run); prints the id.
+    ///
+    /// A Slurm task's new run is a new job (docs/slurm.md).
     Restart(TaskCmd),
     /// Re-arm the tasks a reboot ended: queued, waiting, scheduled and recurring ones.
     ///
