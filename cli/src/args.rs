@@ -131,6 +131,8 @@ pub enum Cmd {
     #[command(after_help = DURATION_FORMS)]
     Wait(WaitCmd),
     /// Run an ended task again under the same id (a new run); prints the id.
+    ///
+    /// A Slurm task's new run is a new job (docs/slurm.md).
     Restart(TaskCmd),
     /// Re-arm the tasks a reboot ended: queued, waiting, scheduled and recurring ones.
     ///
@@ -159,6 +161,8 @@ pub enum Cmd {
     Run(RunCmd),
     /// Set or list group limits: how many tasks of a group (spawn --group) run at once.
     Group(GroupCmd),
+    /// The pool's settings: the default engine of its tasks (`pool set --engine slurm`).
+    Pool(PoolCmd),
     /// Spawn every job file that appears in a drop directory (see docs/jobs.md).
     ///
     /// Write a job file elsewhere on the same filesystem, or under a name starting with '.',
@@ -279,7 +283,8 @@ pub struct SpawnArgs {
     #[arg(long, value_name = "BEHAVIOR", value_parser = parse::behavior_parser())]
     pub behavior: Option<Behavior>,
     /// Who starts the supervisor: local (here, now) or slurm (a batch job submitted with
-    /// sbatch; docs/slurm.md) [default: $TASKPOOL_ENGINE, else local].
+    /// sbatch; docs/slurm.md) [default: $TASKPOOL_ENGINE, else the pool's (`taskpool pool
+    /// set --engine`), else local].
     #[arg(long, value_name = "local|slurm", value_parser = parse::parse_engine)]
     pub engine: Option<taskpool::Engine>,
     /// Add an argument to sbatch (e.g. --slurm-arg=--partition=gpu), after the mapped ones.
@@ -652,6 +657,31 @@ pub struct GroupSetCmd {
     /// Remove the limit.
     #[arg(long)]
     pub unlimited: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolCmd {
+    #[command(subcommand)]
+    pub action: PoolAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolAction {
+    /// Change the pool's settings (POOL/settings.json); the others are kept.
+    Set(PoolSetCmd),
+    /// Print the pool's settings, one `KEY VALUE` line each ('-': not set).
+    ///
+    /// With --json, the settings object ({"engine": "slurm"}; a key not set is absent).
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolSetCmd {
+    /// The engine of every task that names none and whose caller has no $TASKPOOL_ENGINE
+    /// (the command line and a job file's "engine" come first); `none` removes the setting.
+    #[arg(long, value_name = "local|slurm|none", value_parser = parse::parse_engine_setting,
+          required = true)]
+    pub engine: Option<parse::EngineSetting>,
 }
 
 #[derive(Debug, Args)]

@@ -26,18 +26,19 @@ pub fn spawn_many(global: &GlobalArgs, cmd: &SpawnCmd, path: &Path) -> Result<i3
         (t, abs.parent().unwrap_or(Path::new("/")).to_owned())
     };
     let shown = path.display();
+    let pool = select::pool(global)?;
+    let default = crate::options::default_engine(&pool)?;
     let mut lines = Vec::new();
     let mut all = Vec::new();
     for (n, line) in text.split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let opts = parse_line(cmd, line, &base)
+        let opts = parse_line(cmd, line, &base, default)
             .map_err(|e| anyhow!("{shown}: line {}: {e} (nothing was spawned)", n + 1))?;
         lines.push(n + 1);
         all.push(opts);
     }
-    let pool = select::pool(global)?;
     let made = pool
         .spawn_many(&all)
         .map_err(|(i, e)| anyhow!("{shown}: line {}: {e} (nothing was spawned)", lines[i]))?;
@@ -61,9 +62,15 @@ pub fn spawn_many(global: &GlobalArgs, cmd: &SpawnCmd, path: &Path) -> Result<i3
     }
 }
 
-fn parse_line(cmd: &SpawnCmd, line: &[u8], base: &Path) -> taskpool::Result<SpawnOptions> {
+fn parse_line(
+    cmd: &SpawnCmd,
+    line: &[u8],
+    base: &Path,
+    default: Option<taskpool::Engine>,
+) -> taskpool::Result<SpawnOptions> {
     let job = Job::parse(line)?;
     let mut opts = job.to_options(base)?;
+    crate::options::job_engine(&mut opts, &job, default);
     cmd.spawn.apply(&mut opts);
     // What spawn would refuse is refused now, before anything is spawned.
     opts.to_spec()?;

@@ -19,7 +19,9 @@ use crate::cmd_wait::{CANNOT_EXECUTE, NOT_FOUND, NO_STATUS as FAILED};
 
 pub fn run(global: &GlobalArgs, cmd: &RunCmd) -> Result<i32> {
     let pool = select::pool(global).map_err(|e| exit_with(FAILED, e))?;
-    let opts = cmd.spawn.to_options()?;
+    let opts = cmd
+        .spawn
+        .to_options(crate::options::default_engine(&pool)?)?;
     let mut forwarded = SigSet::empty();
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         forwarded.add(sig);

@@ -15,14 +15,19 @@ pub fn spawn(global: &GlobalArgs, cmd: &SpawnCmd) -> Result<i32> {
     if let Some(path) = &cmd.many {
         return crate::cmd_many::spawn_many(global, cmd, path);
     }
+    let pool = select::pool(global)?;
+    // The command line's engine wins: nothing else is looked at.
+    let default = match cmd.spawn.engine {
+        Some(_) => None,
+        None => crate::options::default_engine(&pool)?,
+    };
     let opts = match &cmd.file {
-        Some(path) => from_file(cmd, path)?,
-        None => cmd.spawn.to_options()?,
+        Some(path) => from_file(cmd, path, default)?,
+        None => cmd.spawn.to_options(default)?,
     };
     if cmd.wait_ready.is_some() && opts.readiness.is_none() {
         anyhow::bail!("--wait-ready needs --ready-fd or --notify: the task cannot say it is ready");
     }
-    let pool = select::pool(global)?;
     let task = pool.spawn(&opts)?;
     match cmd.wait_ready {
         None => started(global, &task, opts.behavior),
@@ -39,7 +44,11 @@ pub fn spawn(global: &GlobalArgs, cmd: &SpawnCmd) -> Result<i32> {
 
 /// The options of the job file at `path`, with the command line's on top. Relative paths in the
 /// file are relative to its directory.
-fn from_file(cmd: &SpawnCmd, path: &Path) -> Result<SpawnOptions> {
+fn from_file(
+    cmd: &SpawnCmd,
+    path: &Path,
+    default: Option<taskpool::Engine>,
+) -> Result<SpawnOptions> {
     let job = Job::load(path)?;
     let abs = std::path::absolute(path).with_context(|| format!("{}", path.display()))?;
     let base = abs.parent().unwrap_or(Path::new("/"));
@@ -48,11 +57,7 @@ fn from_file(cmd: &SpawnCmd, path: &Path) -> Result<SpawnOptions> {
         None => job.to_options(base),
     }
     .map_err(|e| e.context(path.display()))?;
-    if job.engine.is_none() {
-        if let Some(e) = crate::options::default_engine()? {
-            opts.set_engine(e);
-        }
-    }
+    crate::options::job_engine(&mut opts, &job, default);
     cmd.spawn.apply(&mut opts);
     Ok(opts)
 }

@@ -306,6 +306,9 @@ impl Watcher {
         let mut opts = job
             .to_options(&self.dir)
             .map_err(|e| e.message().to_owned())?;
+        // Read for each file: `pool set --engine` takes effect while watching.
+        let default = crate::options::default_engine(&self.pool).map_err(|e| e.to_string())?;
+        crate::options::job_engine(&mut opts, &job, default);
         opts.meta.insert(
             "job_file".into(),
             Value::from(name.to_string_lossy().into_owned()),

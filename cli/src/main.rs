@@ -20,6 +20,7 @@ mod cmd_ls;
 mod cmd_many;
 mod cmd_meta;
 mod cmd_output;
+mod cmd_pool;
 mod cmd_remove;
 mod cmd_report;
 mod cmd_run;
@@ -105,31 +106,46 @@ fn main() {
 }
 
 /// Whether the command line names a subcommand that starts a supervisor (`spawn`, `run`,
-/// `restart`, `restore`) here: not when it goes to Slurm (`--engine slurm`, or
-/// `TASKPOOL_ENGINE=slurm` without `--engine`), whose job starts the supervisor, nor for
-/// `spawn --many`, which starts a batch launcher of its own. A cheap guess
-/// before parsing: a wrong "yes" costs one idle supervisor that exits at once.
+/// `restart`, `restore`) here: not when it goes to Slurm (`--engine slurm`, or without
+/// `--engine`, `TASKPOOL_ENGINE=slurm` or, without that, the pool's default engine), whose job
+/// starts the supervisor, nor for `spawn --many`, which starts a batch launcher of its own. A
+/// cheap guess before parsing: a wrong "yes" costs one idle supervisor that exits at once.
 fn about_to_spawn(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
     let args: Vec<std::ffi::OsString> = args.collect();
     let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
-    let engine = words
+    if !words
         .iter()
-        .position(|&a| a == "--engine")
-        .and_then(|i| words.get(i + 1).copied())
-        .or_else(|| words.iter().find_map(|a| a.strip_prefix("--engine=")));
-    let slurm = match engine {
-        Some(e) => e == "slurm",
-        None => std::env::var("TASKPOOL_ENGINE").is_ok_and(|e| e == "slurm"),
-    };
+        .any(|a| matches!(*a, "spawn" | "run" | "restart" | "restore"))
+    {
+        return false;
+    }
     // A bulk submission starts its own batch launcher.
-    let many = words
+    if words
         .iter()
-        .any(|a| *a == "--many" || a.starts_with("--many="));
-    !slurm
-        && !many
-        && words
+        .any(|a| *a == "--many" || a.starts_with("--many="))
+    {
+        return false;
+    }
+    let value = |name: &str| {
+        let eq = format!("{name}=");
+        words
             .iter()
-            .any(|a| matches!(*a, "spawn" | "run" | "restart" | "restore"))
+            .position(|&a| a == name)
+            .and_then(|i| words.get(i + 1).copied())
+            .or_else(|| words.iter().find_map(|a| a.strip_prefix(eq.as_str())))
+    };
+    let engine = match value("--engine") {
+        Some(e) => e.to_owned(),
+        None => match std::env::var("TASKPOOL_ENGINE") {
+            Ok(e) if !e.is_empty() => e,
+            _ => select::pool_dir_from(value("--pool").map(std::path::Path::new))
+                .ok()
+                .and_then(|dir| taskpool::settings::read(&dir).ok())
+                .and_then(|s| s.engine)
+                .map_or_else(String::new, |e| e.as_str().to_owned()),
+        },
+    };
+    engine != "slurm"
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -149,6 +165,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Info(c) => cmd_meta::info(g, c),
         Cmd::Report(c) => cmd_report::report(g, c),
         Cmd::Group(c) => cmd_group::group(g, c),
+        Cmd::Pool(c) => cmd_pool::pool(g, c),
         Cmd::Meta(c) => cmd_meta::meta(g, c),
         Cmd::Output(c) => cmd_output::output(g, c),
         Cmd::Kill(c) => cmd_control::kill(g, c),

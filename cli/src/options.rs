@@ -7,15 +7,16 @@ use std::ffi::OsString;
 use taskpool::{Command, Plan, Repeat, SpawnOptions};
 
 impl SpawnArgs {
-    /// The library's options for these arguments; the behavior defaults to daemon. Without a
-    /// command (only `spawn --file` allows that) the argv is empty and `spawn` refuses it.
-    pub fn to_options(&self) -> anyhow::Result<SpawnOptions> {
+    /// The library's options for these arguments; the behavior defaults to daemon, the engine
+    /// to `default` ([`default_engine`]). Without a command (only `spawn --file` allows that)
+    /// the argv is empty and `spawn` refuses it.
+    pub fn to_options(&self, default: Option<taskpool::Engine>) -> anyhow::Result<SpawnOptions> {
         let mut o = match self.command_given() {
             Some(Command::Shell(script)) => SpawnOptions::shell(script),
             Some(Command::Exec(argv)) => SpawnOptions::exec(argv),
             None => SpawnOptions::exec(Vec::<OsString>::new()),
         };
-        if let Some(e) = default_engine()? {
+        if let Some(e) = default {
             o.set_engine(e);
         }
         self.apply(&mut o);
@@ -98,13 +99,27 @@ impl SpawnArgs {
     }
 }
 
-/// The engine `$TASKPOOL_ENGINE` names (`None` when unset or empty).
-pub fn default_engine() -> anyhow::Result<Option<taskpool::Engine>> {
+/// The engine of a task in `pool` whose command line and job file name none:
+/// `$TASKPOOL_ENGINE`, else the pool's setting (`taskpool pool set --engine`); `None`: local.
+pub fn default_engine(pool: &taskpool::Pool) -> anyhow::Result<Option<taskpool::Engine>> {
     match std::env::var("TASKPOOL_ENGINE") {
         Ok(v) if !v.is_empty() => taskpool::Engine::parse(&v)
             .map(Some)
             .map_err(|e| anyhow::anyhow!("TASKPOOL_ENGINE: {}", e.message())),
-        _ => Ok(None),
+        _ => Ok(pool.settings()?.engine),
+    }
+}
+
+/// `opts` from a job file: the default engine when the file names none.
+pub fn job_engine(
+    opts: &mut SpawnOptions,
+    job: &taskpool::job::Job,
+    default: Option<taskpool::Engine>,
+) {
+    if job.engine.is_none() {
+        if let Some(e) = default {
+            opts.set_engine(e);
+        }
     }
 }
 

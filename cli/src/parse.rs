@@ -253,6 +253,20 @@ pub fn parse_engine(s: &str) -> Result<taskpool::Engine, String> {
     taskpool::Engine::parse(s).map_err(|e| e.message().to_owned())
 }
 
+/// A pool's engine setting: an engine, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSetting(pub Option<taskpool::Engine>);
+
+/// `local`, `slurm`, or `none` (no setting).
+pub fn parse_engine_setting(s: &str) -> Result<EngineSetting, String> {
+    if s == "none" {
+        return Ok(EngineSetting(None));
+    }
+    taskpool::Engine::parse(s)
+        .map(|e| EngineSetting(Some(e)))
+        .map_err(|_| format!("unknown engine {s:?} (expected local, slurm or none)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,13 @@ fn var(name: &str) -> Option<OsString> {
 
 /// The pool directory the global options name.
 pub fn pool_dir(global: &GlobalArgs) -> Result<PathBuf> {
-    if let Some(p) = &global.pool {
-        return Ok(p.clone());
+    pool_dir_from(global.pool.as_deref())
+}
+
+/// The pool directory `--pool` (`given`), else the environment, names.
+pub fn pool_dir_from(given: Option<&std::path::Path>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_owned());
     }
     if let Some(p) = var(taskpool::ENV_POOL) {
         return Ok(p.into());

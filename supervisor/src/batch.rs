@@ -3,7 +3,7 @@
 //! supervisor program once per task. It reads one [`Launch`](taskpool::protocol::Launch) line per
 //! task on stdin and, for each, forks (without `exec`) a child with that line; the child points its
 //! stdin at `/dev/null` and its stdout at a pipe of its own, closes everything else it inherited,
-//! and from there is exactly the supervisor a single launch starts ([`crate::supervise`]): it
+//! and from there is exactly the supervisor a single launch starts (`supervise` in the crate root): it
 //! parses its orders, detaches (`setsid` and a fork for a daemon), takes the lock, stores the
 //! record, listens, starts the command and writes its one [`LaunchReply`] line. The launcher
 //! passes each reply on as a [`BatchReply`] naming its line, reaps the child it forked (which

@@ -27,22 +27,11 @@ use taskpool::record::{Spec, Status};
 use taskpool::report::{HookResult, Report, TAIL_BYTES};
 use taskpool::{Error, Result};
 
-/// The hooks to run for an end with `status`, in order, as `(which, command)`: `on_success` for
-/// `success` and `warning`, `on_failure` for `failure`, `killed` and `timeout`, then `on_exit`
-/// for every status (`skipped` included).
+/// The hooks to run for an end with `status`, in order, as `(which, command)`
+/// ([`Hooks::for_status`]: `on_success` for `success` and `warning`, `on_failure` for `failure`,
+/// `killed` and `timeout`, then `on_exit` for every status, `skipped` included).
 pub fn hooks_for(hooks: &Hooks, status: Status) -> Vec<(&'static str, String)> {
-    let first = match status {
-        Status::Success | Status::Warning => hooks.on_success.as_ref().map(|c| ("on_success", c)),
-        Status::Failure | Status::Killed | Status::Timeout => {
-            hooks.on_failure.as_ref().map(|c| ("on_failure", c))
-        }
-        Status::Skipped | Status::Lost => None,
-    };
-    first
-        .into_iter()
-        .chain(hooks.on_exit.as_ref().map(|c| ("on_exit", c)))
-        .map(|(which, c)| (which, c.clone()))
-        .collect()
+    hooks.for_status(status)
 }
 
 /// How long each hook may run (`--hook-timeout`, default 60 s).

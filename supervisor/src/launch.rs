@@ -71,6 +71,7 @@ pub fn read_orders(args: Args) -> Result<Orders> {
                 restart: false,
                 restore: true,
                 pool: None,
+                skip: None,
             },
             behavior: Behavior::Foreground,
             in_job: true,

@@ -34,6 +34,12 @@
 //! and otherwise carries on as below. It exits 0 only when the task ended `success` or
 //! `warning`, so that the scheduler's `afterok` means `--after`.
 //!
+//! **Ending a task that can never run** (a launch line with `restore` and `skip`): a reader
+//! that finds a scheduler task's job ended before its supervisor started hands the end to a
+//! local supervisor, which takes the lock, checks the record is still live, and skips the task
+//! at its gate (report, hooks, durable final record) exactly as it would a local task whose
+//! predecessor failed.
+//!
 //! **Accept** ([`start::accept`]). Take the task's `lock` (an OFD lock: liveness probes never
 //! take it), build the record (or, on restart or restore, load it under the lock), store it live,
 //! bind `sock.tmp`, listen, and rename it to `sock` (a socket that exists always listens), block
@@ -203,6 +209,9 @@ pub(crate) fn supervise(orders: launch::Orders) -> i32 {
     };
     let mut undo = accepted.undo;
     let mut core = state::Core::new(accepted.pool, accepted.record, accepted.lock);
+    if let Some(why) = &orders.launch.skip {
+        core.skip_at_gate(why.clone());
+    }
     let reply = match core.first_step() {
         Ok(state::FirstStep::Started(pid, run)) => LaunchReply::Ready {
             supervisor_pid: std::process::id() as i32,

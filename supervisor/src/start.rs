@@ -119,7 +119,9 @@ pub fn accept(orders: &Orders) -> Result<Accepted> {
     // Before the record says the supervisor is here: a wake (SIGUSR2 in a scheduler's job) sent
     // once it does must not kill it.
     let signals = block_signals(orders.in_job)?;
-    record.state = State::Running;
+    if orders.launch.skip.is_none() {
+        record.state = State::Running;
+    }
     record.supervisor_pid = Some(me as i32);
     record.reason = None;
     record.lost_from = None;
@@ -347,7 +349,7 @@ fn initial_record(orders: &Orders) -> Result<Record> {
     }
     let path = orders.pool.record_path(l.id);
     let mut rec = Record::load(&path)?;
-    if orders.in_job && !rec.state.is_live() {
+    if (orders.in_job || l.skip.is_some()) && !rec.state.is_live() {
         return Err(Error::new(
             ErrorKind::State,
             format!(

@@ -155,6 +155,7 @@ impl Pool {
                         restart: false,
                         restore: false,
                         pool: None,
+                        skip: None,
                     };
                     line.clear();
                     encode_line(&launch, &mut line);

@@ -59,14 +59,13 @@ impl Engine {
         self != Engine::Local
     }
 
-    /// Start submitting the batch script in the task's directory `task_dir` with the scheduler
-    /// arguments `args` (the mapped options first, then the user's own);
-    /// [`Submitting::job_id`] waits for the job id. The error is the scheduler's own message, on
-    /// one line.
-    pub fn submit(self, task_dir: &std::path::Path, args: &[OsString]) -> Result<Submitting> {
+    /// Start submitting the batch script `script` with the scheduler arguments `args` (the
+    /// mapped options first, then the user's own); [`Submitting::job_id`] waits for the job id.
+    /// The error is the scheduler's own message, on one line.
+    pub fn submit(self, args: &[OsString], script: &[u8]) -> Result<Submitting> {
         match self {
             Engine::Local => Err(not_a_scheduler()),
-            Engine::Slurm => crate::slurm::sbatch(task_dir, args).map(Submitting::Slurm),
+            Engine::Slurm => crate::slurm::sbatch(args, script).map(Submitting::Slurm),
         }
     }
 
@@ -119,7 +118,8 @@ pub enum Submitting {
 }
 
 impl Submitting {
-    /// Wait for the submission: the job id, or the scheduler's error on one line.
+    /// Wait for the submission: the job id once the scheduler has accepted the job (its command
+    /// may still be exiting), or the scheduler's error on one line.
     pub fn job_id(self) -> Result<u64> {
         match self {
             Submitting::Slurm(child) => crate::slurm::sbatch_job(child),

@@ -65,6 +65,7 @@ mod reconcile;
 pub mod record;
 pub mod report;
 pub mod schedule;
+pub mod settings;
 pub mod signal;
 pub mod slurm;
 pub mod spawn;

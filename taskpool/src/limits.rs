@@ -160,7 +160,8 @@ const CAP_SYS_RESOURCE: u32 = 24;
 /// limits the supervisor inherits) may give: a raise past its hard limit, a lower nice value or
 /// a lower OOM score needs a capability (root has it). Refused with an error naming the value.
 pub fn check(limits: &Limits, nice: Option<i32>, oom_score_adj: Option<i32>) -> Result<()> {
-    let privileged = has_capability(CAP_SYS_RESOURCE);
+    // Read only when a limit needs it: it costs a read of /proc.
+    let mut privileged = None;
     for (name, l) in limits {
         let (canon, res, _) =
             lookup(name).ok_or_else(|| invalid(format!("unknown limit {name:?}")))?;
@@ -171,7 +172,7 @@ pub fn check(limits: &Limits, nice: Option<i32>, oom_score_adj: Option<i32>) -> 
             (Some(_), None) => true,
             (Some(o), Some(h)) => h > o,
         };
-        if raises && !privileged {
+        if raises && !*privileged.get_or_insert_with(|| has_capability(CAP_SYS_RESOURCE)) {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
                 format!(
@@ -209,7 +210,7 @@ pub fn check(limits: &Limits, nice: Option<i32>, oom_score_adj: Option<i32>) -> 
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
-        if n < ours && !privileged {
+        if n < ours && !*privileged.get_or_insert_with(|| has_capability(CAP_SYS_RESOURCE)) {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
                 format!(

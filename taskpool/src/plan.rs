@@ -192,6 +192,27 @@ pub struct Hooks {
 }
 
 impl Hooks {
+    /// The hooks to run for an end with `status`, in order, as `(which, command)`:
+    /// `on_success` for `success` and `warning`, `on_failure` for `failure`, `killed` and
+    /// `timeout`, then `on_exit` for every status (`skipped` and `lost` included).
+    pub fn for_status(&self, status: crate::status::Status) -> Vec<(&'static str, String)> {
+        use crate::status::Status;
+        let first = match status {
+            Status::Success | Status::Warning => {
+                self.on_success.as_ref().map(|c| ("on_success", c))
+            }
+            Status::Failure | Status::Killed | Status::Timeout => {
+                self.on_failure.as_ref().map(|c| ("on_failure", c))
+            }
+            Status::Skipped | Status::Lost => None,
+        };
+        first
+            .into_iter()
+            .chain(self.on_exit.as_ref().map(|c| ("on_exit", c)))
+            .map(|(which, c)| (which, c.clone()))
+            .collect()
+    }
+
     /// True when no hook is set.
     pub fn is_empty(&self) -> bool {
         self.on_success.is_none()

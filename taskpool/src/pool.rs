@@ -5,6 +5,7 @@
 //! ```text
 //! POOL/                      0700 (2770 when group-shared)
 //!   next-id                  the next task id (flock'd while allocating)
+//!   settings.json            the pool's settings (the default engine; taskpool::settings)
 //!   tasks/ID/record.json     the task's record, replaced atomically
 //!   tasks/ID/lock            held (OFD lock) by the live supervisor
 //!   tasks/ID/sock            the supervisor's socket, present while it listens
@@ -433,6 +434,12 @@ impl Pool {
     /// Merge the scheduler's view into a live scheduler task's record ([`crate::reconcile`]); when
     /// that ends the task, store the end (under the task's lock, into the full record). When the
     /// scheduler could not be asked, the record stands as it is.
+    ///
+    /// A task whose job ended before its supervisor started it, and that has a hook for that end
+    /// (`on_exit`), is ended by a local supervisor instead ([`Pool::end_by_supervisor`]), which
+    /// runs the hooks as for a local task skipped at its gate. Exactly once: only a supervisor
+    /// that holds the task's lock and finds the record live ends it, and it stores the end before
+    /// letting go of the lock; every later reader finds the record ended and merges nothing.
     fn settle(
         &self,
         mut rec: Record,
@@ -455,21 +462,64 @@ impl Pool {
             return Ok(rec);
         }
         let id = rec.id;
-        let Some(_guard) = lock::open(&self.lock_path(id), false)
-            .ok()
-            .filter(|f| lock::try_lock_ofd(f).ok() == Some(true))
-        else {
-            // Taken meanwhile: its holder writes the record.
-            return Record::load(&self.record_path(id));
-        };
         let path = self.record_path(id);
-        let mut fresh = Record::load(&path)?;
-        let v = view(&fresh);
-        if fresh.state.is_live() && crate::reconcile::merge(&mut fresh, v.as_ref(), false, &pred) {
+        for hand_over in [true, false] {
+            let Some(guard) = lock::open(&self.lock_path(id), false)
+                .ok()
+                .filter(|f| lock::try_lock_ofd(f).ok() == Some(true))
+            else {
+                // Taken meanwhile: its holder writes the record.
+                return Record::load(&path);
+            };
+            let live = Record::load(&path)?;
+            if !live.state.is_live() {
+                return Ok(live);
+            }
+            let mut fresh = live.clone();
+            let v = view(&fresh);
+            if !crate::reconcile::merge(&mut fresh, v.as_ref(), false, &pred) {
+                return Ok(fresh);
+            }
+            let skipped = fresh.state == State::Skipped && fresh.runs.is_empty();
+            let hooks = !fresh.spec.plan.hooks.for_status(Status::Skipped).is_empty();
+            if hand_over && skipped && hooks {
+                // The job's view is kept; the end is the supervisor's to store.
+                let mut kept = live;
+                kept.job.clone_from(&fresh.job);
+                let _ = kept.store(&path, false);
+                drop(guard);
+                let why = fresh.reason.clone().unwrap_or_default();
+                match self.end_by_supervisor(id, why) {
+                    // Ended, or ending: its hooks run and its supervisor holds the lock.
+                    Ok(()) => return Record::load(&path),
+                    // Another reader's supervisor took it first.
+                    Err(e) if e.kind() == ErrorKind::State => return Record::load(&path),
+                    // No supervisor could be started here: the end is stored without hooks.
+                    Err(_) => continue,
+                }
+            }
             // A reader without write access still reports the end.
             let _ = fresh.store(&path, true);
+            return Ok(fresh);
         }
-        Ok(fresh)
+        Record::load(&path)
+    }
+
+    /// Start a local supervisor that ends the live task `id` `skipped` with `why`, without
+    /// running it, and runs its hooks for that end (a launch's `skip`). Returns once it has
+    /// taken the task.
+    fn end_by_supervisor(&self, id: u64, why: String) -> Result<()> {
+        let launch = crate::protocol::Launch {
+            id,
+            spec: None,
+            meta: serde_json::Map::new(),
+            restart: false,
+            restore: true,
+            skip: Some(why),
+            pool: None,
+        };
+        self.launch(&launch, crate::record::Behavior::Daemon)
+            .map(|_| ())
     }
 
     fn mark_lost(&self, id: u64) -> Result<Record> {
@@ -568,7 +618,7 @@ impl Pool {
 
     /// The info of each of `ids`, in order, skipping tasks removed meanwhile. Each is a few
     /// system calls and a parse, independent of the others: a large pool is read by one thread
-    /// per core (at most [`LIST_THREADS`]); the live scheduler tasks among them are asked of
+    /// per core (a few at most); the live scheduler tasks among them are asked of
     /// the scheduler in one question (one `squeue`), however many they are.
     pub fn infos(&self, ids: &[u64]) -> Result<Vec<Info>> {
         let one = |id: u64| -> Option<Result<Listed>> {

@@ -248,6 +248,13 @@ pub struct Launch {
     /// record is kept and the plan carried on.
     #[serde(default)]
     pub restore: bool,
+    /// With `restore`: end the live task `skipped` with this reason, without running it, as the
+    /// gate does for a task that can never run (report, hooks for `skipped`, durable final
+    /// record). For a scheduler task whose job ended before its supervisor started: the reader
+    /// that finds it so hands the end to a local supervisor to run the hooks (docs/slurm.md).
+    /// Refused when the task is no longer live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<String>,
     /// The pool's directory, for a supervisor started without `--pool` before its task was known
     /// ([`crate::spawn::prestart_supervisor`]).
     #[serde(

@@ -4,7 +4,8 @@
 //! scheduler's word: a pending job is `queued` with the scheduler's reason; a job that is
 //! allocated is left to its supervisor; a job the scheduler has ended, or forgotten, while the
 //! record still says live ends the task truthfully, with the scheduler's reason. A held lock
-//! always wins: its holder is alive and will write the record.
+//! always wins: its holder is alive and will write the record. (Who stores an end, and who runs
+//! the hooks of a task that never started, is [`crate::pool::Pool`]'s `settle`.)
 
 use crate::engine::{JobRecord, JobView, Phase};
 use crate::record::{self, Record, State, Status};

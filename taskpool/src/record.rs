@@ -378,58 +378,102 @@ impl Record {
     /// Replace the record file at `path` atomically: write a temporary file beside it, optionally
     /// fsync it, rename it into place (and fsync the directory when `durable`).
     pub fn store(&self, path: &Path, durable: bool) -> Result<()> {
+        self.store_in(Replacement::open(path)?, durable)
+    }
+
+    /// [`Record::store`] through a [`Replacement`] of the record file opened beforehand.
+    pub fn store_in(&self, file: Replacement, durable: bool) -> Result<()> {
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::new(ErrorKind::Io, format!("encoding record: {e}")))?;
-        write_atomic(path, &json, durable)
+        file.commit(&json, durable)
     }
 }
 
 /// Write `bytes` to `path` atomically via `path.tmp` and rename. The temporary file is created with
 /// `O_NOFOLLOW` and mode 0600 (0660 in a group-shared pool, via the umask), truncating any leftover.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let open = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o660)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-    };
-    let mut f = match open() {
-        // A symlink planted at the temporary name: remove the link (never its target) and retry.
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            std::fs::remove_file(&tmp).map_err(|e| Error::path(&tmp, e))?;
-            open()
+    Replacement::open(path)?.commit(bytes, durable)
+}
+
+/// A replacement of a file under way ([`write_atomic`] in two steps): `path.tmp` is created
+/// first, the bytes written and renamed into place later. Creating a file is the costly part on
+/// some file systems (a new inode): a caller waiting for something else does it meanwhile.
+/// Dropped without [`Replacement::commit`], the temporary file is removed.
+#[derive(Debug)]
+pub struct Replacement {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Replacement {
+    /// Create (or truncate) `path.tmp`, `O_NOFOLLOW`, mode 0660 less the umask.
+    pub fn open(path: &Path) -> Result<Replacement> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o660)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)
+        };
+        let f = match open() {
+            // A symlink planted at the temporary name: remove the link (never its target) and
+            // retry.
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                std::fs::remove_file(&tmp).map_err(|e| Error::path(&tmp, e))?;
+                open()
+            }
+            r => r,
         }
-        r => r,
+        .map_err(|e| Error::path(&tmp, e))?;
+        Ok(Replacement {
+            path: path.to_owned(),
+            tmp,
+            file: Some(f),
+        })
     }
-    .map_err(|e| Error::path(&tmp, e))?;
-    let written = f
-        .write_all(bytes)
-        .and_then(|()| if durable { f.sync_all() } else { Ok(()) });
-    drop(f);
-    if let Err(e) = written {
-        // Out of space, most likely: give back what the partial copy took.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::path(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::path(path, e))?;
-    if durable {
-        if let Some(dir) = path.parent() {
-            // A bare file name is relative to the working directory.
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
+
+    /// Write `bytes`, optionally fsync them, and rename the file into place (fsyncing the
+    /// directory too when `durable`).
+    pub fn commit(mut self, bytes: &[u8], durable: bool) -> Result<()> {
+        let mut f = self.file.take().expect("a replacement is committed once");
+        let written = f
+            .write_all(bytes)
+            .and_then(|()| if durable { f.sync_all() } else { Ok(()) });
+        drop(f);
+        if let Err(e) = written {
+            // Out of space, most likely: give back what the partial copy took (on drop).
+            return Err(Error::path(&self.tmp, e));
+        }
+        let path = self.path.clone();
+        std::fs::rename(&self.tmp, &path).map_err(|e| Error::path(&path, e))?;
+        self.tmp = PathBuf::new();
+        if durable {
+            if let Some(dir) = path.parent() {
+                // A bare file name is relative to the working directory.
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                if let Ok(d) = std::fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
+}
+
+impl Drop for Replacement {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }

@@ -6,7 +6,6 @@
 use crate::error::{Error, ErrorKind, Result};
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 /// One job as `squeue` shows it.
@@ -22,7 +21,7 @@ pub struct Squeued {
     pub node: Option<String>,
 }
 
-/// The batch script's name in the task's directory.
+/// The name of the batch script's copy in the task's directory (sbatch reads it on stdin).
 pub const SCRIPT: &str = "slurm.sh";
 
 /// Run `program args...`, returning its stdout; a failure is Slurm's stderr on one line.
@@ -30,11 +29,19 @@ fn run(program: &str, args: &[OsString]) -> Result<String> {
     finish(program, start(program, args)?)
 }
 
-/// Start `program args...` with its output captured.
+/// Start `program args...` with its output captured (and `input`, when given, on its stdin).
 fn start(program: &str, args: &[OsString]) -> Result<Child> {
-    Command::new(program)
+    start_with(program, args, None)
+}
+
+fn start_with(program: &str, args: &[OsString], input: Option<&[u8]>) -> Result<Child> {
+    let mut child = Command::new(program)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -43,7 +50,13 @@ fn start(program: &str, args: &[OsString]) -> Result<Child> {
                 ErrorKind::Scheduler,
                 format!("cannot run {program}: {e} (is Slurm installed and on PATH?)"),
             )
-        })
+        })?;
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A script is far smaller than a pipe's buffer: this does not wait for the reader. A
+        // program that exits without reading says why on stderr.
+        let _ = std::io::Write::write_all(&mut stdin, bytes);
+    }
+    Ok(child)
 }
 
 /// Wait for a started `program`: its stdout, or its stderr on one line as the error.
@@ -75,31 +88,132 @@ fn one_line(program: &str, stderr: &[u8], status: &str) -> String {
     }
 }
 
-/// Start submitting the task directory's [`SCRIPT`] with `sbatch --parsable ARGS... SCRIPT`;
-/// [`sbatch_job`] waits for the job id. (The caller does its own writing meanwhile.)
-pub fn sbatch(task_dir: &Path, args: &[OsString]) -> Result<Child> {
+/// Start submitting the batch script `script` with `sbatch --parsable ARGS...`, the script on
+/// its stdin; [`sbatch_job`] waits for the job id. (The caller does its own writing meanwhile.)
+pub fn sbatch(args: &[OsString], script: &[u8]) -> Result<Child> {
+    reap_exited();
     let mut argv: Vec<OsString> = vec!["--parsable".into()];
     argv.extend(args.iter().cloned());
-    argv.push(task_dir.join(SCRIPT).into());
-    start("sbatch", &argv)
+    start_with("sbatch", &argv, Some(script))
 }
 
 /// The job id a started [`sbatch`] prints, or Slurm's error on one line.
-pub fn sbatch_job(child: Child) -> Result<u64> {
-    let out = finish("sbatch", child)?;
-    // `JOBID` or `JOBID;CLUSTER`, after any warnings on other lines.
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let id = line.split(';').next().unwrap_or("").trim();
-    id.parse().map_err(|_| {
-        Error::new(
+///
+/// Returns as soon as sbatch has printed its job id line (`JOBID` or `JOBID;CLUSTER`): the
+/// controller has accepted the job then, and all sbatch has left to do is exit, which takes a
+/// noticeable part of its run (tearing down its address space). It is reaped later
+/// ([`reap_exited`], at the next submission; an orphan is reaped by init). Without a job id
+/// line, sbatch's exit status and stderr say what went wrong.
+pub fn sbatch_job(mut child: Child) -> Result<u64> {
+    let (line, stderr) = match read_job_line(&mut child) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::new(
+                ErrorKind::Scheduler,
+                format!("reading sbatch's output: {e}"),
+            ));
+        }
+    };
+    if let Some(line) = line {
+        let id = line.split(';').next().unwrap_or("").trim();
+        if let Ok(job) = id.parse() {
+            reap_later(child);
+            return Ok(job);
+        }
+        let _ = child.wait();
+        return Err(Error::new(
             ErrorKind::Scheduler,
-            format!("sbatch --parsable printed {:?}, not a job id", out.trim()),
-        )
-    })
+            format!("sbatch --parsable printed {:?}, not a job id", line.trim()),
+        ));
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::new(ErrorKind::Scheduler, format!("waiting for sbatch: {e}")))?;
+    Err(Error::new(
+        ErrorKind::Scheduler,
+        if status.success() {
+            "sbatch --parsable printed no job id".to_owned()
+        } else {
+            one_line("sbatch", &stderr, &status.to_string())
+        },
+    ))
+}
+
+/// Read a started command's stdout until its first non-empty line, and its stderr meanwhile (so
+/// that neither pipe can fill and stall it): the line (`None` at end of file without one), and
+/// what stderr said so far (all of it when there was no line).
+fn read_job_line(child: &mut Child) -> std::io::Result<(Option<String>, Vec<u8>)> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let mut out = child.stdout.take().expect("stdout was piped");
+    let mut err = child.stderr.take();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut buf = [0u8; 4096];
+    loop {
+        // A complete, non-empty line: warnings (if any) come on stderr, the id on stdout.
+        while let Some(nl) = stdout.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = stdout.drain(..=nl).collect();
+            let text = String::from_utf8_lossy(&line).trim().to_owned();
+            if !text.is_empty() {
+                return Ok((Some(text), stderr));
+            }
+        }
+        let (out_ready, err_ready) = {
+            let mut fds = vec![PollFd::new(out.as_fd(), PollFlags::POLLIN)];
+            if let Some(e) = &err {
+                fds.push(PollFd::new(e.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), fds.get(1).is_some_and(ready))
+        };
+        if err_ready {
+            match err.as_mut().map(|e| e.read(&mut buf)) {
+                Some(Ok(0)) => err = None,
+                Some(Ok(n)) => stderr.extend_from_slice(&buf[..n]),
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        if out_ready {
+            match out.read(&mut buf) {
+                Ok(0) => {
+                    // No id: the rest of stderr says why.
+                    if let Some(mut e) = err {
+                        e.read_to_end(&mut stderr)?;
+                    }
+                    let text = String::from_utf8_lossy(&stdout).trim().to_owned();
+                    return Ok(((!text.is_empty()).then_some(text), stderr));
+                }
+                Ok(n) => stdout.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Submitters that printed their job id and are still exiting, to be reaped.
+static EXITING: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
+
+/// Keep `child` to be reaped once it has exited.
+fn reap_later(child: Child) {
+    let mut list = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    list.push(child);
+}
+
+/// Reap the submitters kept by [`sbatch_job`] that have exited by now (never waits).
+pub fn reap_exited() {
+    let mut list = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    list.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
 }
 
 /// The views of `jobs`, from one `squeue -h -t all -j ID,ID,... -o FORMAT`. A job Slurm no longer

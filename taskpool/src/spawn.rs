@@ -686,6 +686,7 @@ impl Pool {
             restart: false,
             restore: false,
             pool: None,
+            skip: None,
         };
         match self.finish_launch(starting, &launch) {
             Ok((_, child)) => Ok(Task::with_child(self.clone(), id, child)),
@@ -729,6 +730,7 @@ impl Pool {
     }
 
     /// Run an ended task again under the same id, as a new run. Refused while the task is live.
+    /// A scheduler task's next run is a new job (docs/slurm.md).
     pub fn restart(&self, id: u64) -> Result<Task> {
         let rec = self.load_record(id)?;
         if rec.state.is_live() {
@@ -741,13 +743,8 @@ impl Pool {
             ));
         }
         if rec.spec.engine.is_scheduler() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "task {id} is a {} task: restart is not supported for it (spawn it again)",
-                    rec.spec.engine.as_str()
-                ),
-            ));
+            // A new job for the next run: its supervisor is the job's to start.
+            return self.resubmit(id, &rec);
         }
         // The previous run's supervisor may still be exiting, or lingering: wait for it (tell a
         // lingering one to go) so the new one can take the task's lock.
@@ -767,6 +764,7 @@ impl Pool {
             restart: true,
             restore: false,
             pool: None,
+            skip: None,
         };
         let (_, child) = self.launch(&launch, rec.spec.behavior)?;
         Ok(Task::with_child(self.clone(), id, child))
@@ -799,6 +797,7 @@ impl Pool {
                 restart: false,
                 restore: true,
                 pool: None,
+                skip: None,
             };
             let r = self
                 .launch(&launch, Behavior::Daemon)

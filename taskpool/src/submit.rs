@@ -1,9 +1,11 @@
 //! Handing a new task to a cluster scheduler ([`crate::engine`]): what a task's options map to
 //! (the table in docs/slurm.md), what cannot be mapped (refused before anything is made), and the
-//! submission itself. The batch script is written, the job submitted, and the task's record
-//! (queued, no supervisor) written while `sbatch` runs, all while the submitter holds the task's
-//! lock, so that the supervisor, once Slurm starts it, finds the record with its job id (it waits
-//! for the lock). A rejected submission removes the task's directory: nothing is left.
+//! submission itself. The job is submitted (the batch script on sbatch's stdin), the script's copy
+//! and the record's temporary file are made while `sbatch` runs, and the record (queued, no
+//! supervisor, the job id) is stored once sbatch has answered, all while the submitter holds the
+//! task's lock, so that the supervisor, once Slurm starts it, finds the record with its job id
+//! (it waits for the lock). A rejected submission removes the task's directory: nothing is left.
+//! `restart` of an ended task submits a new job the same way.
 
 use crate::engine::{Engine, JobRecord};
 use crate::error::{Error, ErrorKind, Result};
@@ -53,30 +55,102 @@ impl Pool {
             made.keep = true;
             return Ok(Task::new(self.clone(), id));
         }
-        self.write_script(id, &rec.spec)?;
-        let args = self.submission_args(id, &rec.spec, &deps);
-        // The record is written while sbatch talks to the controller; the job's supervisor
-        // cannot read it before we let go of the lock.
-        let submitting = rec.spec.engine.submit(&self.task_dir(id), &args)?;
-        // Not fsync'd, nor is the job id below: a crash before they reach the disk leaves a task
-        // its next reader finds never submitted (lost), and a job whose supervisor finds no live
-        // record (docs/slurm.md); the time goes to the submission instead.
-        let stored = rec.store(&path, false);
+        let args = self.submission_args(id, &rec.spec, &deps, true);
+        self.hand_over(&mut rec, &args, false)?;
+        made.keep = true;
+        drop(lock);
+        Ok(Task::new(self.clone(), id))
+    }
+
+    /// Submit `rec` (its task's lock held): `sbatch` with `args` starts, reading the batch
+    /// script on its stdin; while it talks to the controller the script is written into the
+    /// task's directory (a restart's anew: `replace`) and the record's temporary file is made;
+    /// then the record is stored with the job id. The error is the scheduler's own; a job whose
+    /// record could not be stored is cancelled.
+    ///
+    /// The record is stored once, after the submission, and not fsync'd: a crash before it
+    /// reaches the disk leaves a task directory without a record (which `clean` removes) and a
+    /// job whose supervisor finds no live record (docs/slurm.md); the time goes to the
+    /// submission instead. Until then the job's supervisor waits for the lock we hold.
+    fn hand_over(&self, rec: &mut Record, args: &[OsString], replace: bool) -> Result<()> {
+        let id = rec.id;
+        let path = self.record_path(id);
+        let script = self.script(id, &rec.spec)?;
+        let submitting = rec.spec.engine.submit(args, &script)?;
+        // Creating files is the slow part of this work on some file systems: done while sbatch
+        // waits for the controller, not after.
+        let made = self
+            .write_script(id, &script, replace)
+            .and_then(|()| record::Replacement::open(&path));
         let job = submitting.job_id()?;
-        if let Err(e) = stored {
-            let _ = rec.spec.engine.cancel(job);
-            return Err(e);
-        }
         rec.job = Some(JobRecord {
             job_id: Some(job),
             ..Default::default()
         });
-        if let Err(e) = rec.store(&path, false) {
+        if let Err(e) = made.and_then(|file| rec.store_in(file, false)) {
             // The job would run a task with no record of its job: take it back.
             let _ = rec.spec.engine.cancel(job);
             return Err(e);
         }
-        made.keep = true;
+        Ok(())
+    }
+
+    /// Run the ended scheduler task `id` again: a new job for its next run, under the same id.
+    /// Its predecessors and start time applied to its first run only (as for a local task), so
+    /// the new job has no dependency and no `--begin`. On a refused submission the task is left
+    /// as it was.
+    pub(crate) fn resubmit(&self, id: u64, rec: &Record) -> Result<Task> {
+        crate::spawn::discard_prestarted();
+        let lock_path = self.lock_path(id);
+        let lock = crate::lock::open(&lock_path, false).map_err(|e| Error::path(&lock_path, e))?;
+        let job = rec.job.as_ref().and_then(|j| j.job_id);
+        // The previous supervisor's pid means something only on its own node.
+        let here = rec
+            .job
+            .as_ref()
+            .and_then(|j| j.node.as_deref())
+            .is_some_and(is_this_node);
+        let pid = rec.supervisor_pid.filter(|_| here);
+        if !Task::new(self.clone(), id).lock_after_end(&lock, pid)? {
+            let now = self.load_record(id)?;
+            if now.state.is_live() {
+                return Err(Error::new(
+                    ErrorKind::State,
+                    format!("task {id} was restarted meanwhile"),
+                ));
+            }
+            let node = rec
+                .job
+                .as_ref()
+                .and_then(|j| j.node.clone())
+                .map_or(String::new(), |n| format!(" on {n}"));
+            return Err(Error::new(
+                ErrorKind::LockHeld,
+                format!(
+                    "task {id}: the supervisor of its last run (Slurm job {}{node}) still holds the task's lock; restart it once that job has ended",
+                    job.map_or_else(|| "?".into(), |j| j.to_string())
+                ),
+            ));
+        }
+        let path = self.record_path(id);
+        let previous = Record::load(&path)?;
+        if previous.state.is_live() {
+            return Err(Error::new(
+                ErrorKind::State,
+                format!("task {id} was restarted meanwhile"),
+            ));
+        }
+        let mut next = previous.clone();
+        next.state = State::Queued;
+        next.supervisor_pid = None;
+        next.reason = None;
+        next.lost_from = None;
+        next.next_start = None;
+        next.waiting_for = None;
+        next.job = Some(JobRecord::default());
+        let args = self.submission_args(id, &next.spec, &Deps::Jobs(None), false);
+        // On failure the ended record stands: nothing was stored.
+        self.hand_over(&mut next, &args, true)?;
         drop(lock);
         Ok(Task::new(self.clone(), id))
     }
@@ -168,7 +242,7 @@ impl Pool {
 
     /// The batch script: it execs the supervisor, which then is the job's one process (Slurm
     /// signals it, and the job ends when it exits).
-    fn write_script(&self, id: u64, spec: &Spec) -> Result<()> {
+    fn script(&self, id: u64, spec: &Spec) -> Result<Vec<u8>> {
         use crate::slurm::sh_quote;
         use std::os::unix::ffi::OsStrExt;
         let mut s = Vec::new();
@@ -196,20 +270,35 @@ impl Pool {
             s.extend_from_slice(&sh_quote(a.as_bytes()));
         }
         s.push(b'\n');
+        Ok(s)
+    }
+
+    /// Keep the batch script `script` in the task's directory, for whoever wants to read it
+    /// (Slurm keeps its own copy). A restart (`replace`) writes it anew: the supervisor's path
+    /// may have changed.
+    fn write_script(&self, id: u64, script: &[u8], replace: bool) -> Result<()> {
         let path = self.task_dir(id).join(crate::slurm::SCRIPT);
+        if replace {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::path(&path, e))
+                }
+                _ => {}
+            }
+        }
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o700)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .and_then(|mut f| f.write_all(&s))
+            .and_then(|mut f| f.write_all(script))
             .map_err(|e| Error::path(&path, e))
     }
 
     /// sbatch's arguments for the task: the mapped options, then the user's `--slurm-arg`s (which
-    /// Slurm lets override the mapped ones).
-    fn submission_args(&self, id: u64, spec: &Spec, deps: &Deps) -> Vec<OsString> {
+    /// Slurm lets override the mapped ones). The start time maps for the `first` run only.
+    fn submission_args(&self, id: u64, spec: &Spec, deps: &Deps, first: bool) -> Vec<OsString> {
         let dir = self.task_dir(id);
         let mut out: Vec<OsString> = Vec::new();
         let mut opt = |name: &str, value: &std::ffi::OsStr| {
@@ -229,7 +318,7 @@ impl Pool {
         if let Some(min) = time_limit_minutes(spec) {
             opt("time", min.to_string().as_ref());
         }
-        if let Some(at) = spec.plan.start_at {
+        if let Some(at) = spec.plan.start_at.filter(|_| first) {
             opt("begin", begin(at).as_ref());
         }
         if let Deps::Jobs(Some(d)) = deps {
@@ -240,6 +329,14 @@ impl Pool {
         out.extend(spec.slurm_args.iter().map(OsString::from));
         out
     }
+}
+
+/// Whether `node` (Slurm's node name, the short host name) is the machine we run on.
+fn is_this_node(node: &str) -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").is_ok_and(|h| {
+        let h = h.trim();
+        h == node || h.split('.').next() == Some(node)
+    })
 }
 
 /// Removes a task directory made for a submission that did not complete, unless kept.

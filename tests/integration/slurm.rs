@@ -399,6 +399,233 @@ fn a_job_file_and_taskpool_engine_choose_slurm() {
 }
 
 #[test]
+fn a_pools_default_engine_comes_after_the_command_line_a_job_file_and_the_environment() {
+    let sp = cluster();
+    eq!(sp.ok(["pool", "show"]), "engine -\n");
+    sp.ok(["pool", "set", "--engine", "slurm"]);
+    let shown: Value = serde_json::from_str(&sp.ok(["pool", "show", "--json"])).unwrap();
+    eq!(shown, json!({"engine": "slurm"}));
+    // Nothing else names an engine: the pool's default.
+    let id = sp.spawn(["-c", "echo from the pool default"]);
+    eq!(sp.info(id)["engine"], json!("slurm"));
+    eq!(sp.wait(id), 0);
+    eq!(
+        sp.run(["output", &id.to_string()]).stdout,
+        b"from the pool default\n".to_vec()
+    );
+    // The environment, a job file and the command line each come before it.
+    let out = sp
+        .cmd()
+        .env("TASKPOOL_ENGINE", "local")
+        .args(["spawn", "-c", "true"])
+        .output()
+        .unwrap();
+    let id: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    eq!(sp.info(id)["engine"], json!("local"));
+    let job = sp.scratch().join("local.json");
+    std::fs::write(&job, r#"{"command": "true", "engine": "local"}"#).unwrap();
+    let id = sp.spawn(["--file", job.to_str().unwrap()]);
+    eq!(sp.info(id)["engine"], json!("local"));
+    let id = sp.spawn(["--engine", "local", "-c", "true"]);
+    eq!(sp.info(id)["engine"], json!("local"));
+    // A job file without an engine, and `spawn --many`, take the pool's.
+    let job = sp.scratch().join("plain.json");
+    std::fs::write(&job, r#"{"command": "true", "slurm_args": ["--hold"]}"#).unwrap();
+    let id = sp.spawn(["--file", job.to_str().unwrap()]);
+    eq!(sp.info(id)["engine"], json!("slurm"));
+    sp.ok(["terminate", &id.to_string()]);
+    let lines = sp.scratch().join("many.jsonl");
+    std::fs::write(
+        &lines,
+        "{\"command\": \"true\", \"slurm_args\": [\"--hold\"]}\n",
+    )
+    .unwrap();
+    let id: u64 = sp
+        .ok(["spawn", "--many", lines.to_str().unwrap()])
+        .trim()
+        .parse()
+        .unwrap();
+    eq!(sp.info(id)["engine"], json!("slurm"));
+    sp.ok(["terminate", &id.to_string()]);
+    // Removed: local again.
+    sp.ok(["pool", "set", "--engine", "none"]);
+    eq!(sp.ok(["pool", "show"]), "engine -\n");
+    let id = sp.spawn(["-c", "true"]);
+    eq!(sp.info(id)["engine"], json!("local"));
+    // Bad input.
+    let out = sp.run(["pool", "set", "--engine", "pbs"]);
+    eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("unknown engine \"pbs\" (expected local, slurm or none)"),
+        "{}",
+        stderr(&out)
+    );
+    let settings = sp.pool.path().join("settings.json");
+    std::fs::write(&settings, r#"{"engin": "slurm"}"#).unwrap();
+    let out = sp.run(["spawn", "-c", "true"]);
+    eq!(code(&out), 1);
+    let err = stderr(&out);
+    eq!(err.lines().count(), 1);
+    assert!(
+        err.starts_with(&format!(
+            "taskpool: {}: unknown field `engin`",
+            settings.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn restart_of_an_ended_slurm_task_submits_a_new_job_for_its_next_run() {
+    let sp = cluster();
+    let count = sp.scratch().join("count");
+    let script = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo run $n; [ $n -gt 1 ]",
+        c = count.display()
+    );
+    let hooks = sp.scratch().join("hooks");
+    let hook = format!("echo $TASKPOOL_RUN $TASKPOOL_STATUS >> {}", hooks.display());
+    let id = sp.submit(&["--on-exit", &hook, "-c", &script]);
+    let first_job = sp.job(id);
+    eq!(sp.wait(id), 1);
+    eq!(sp.info(id)["status"], json!("failure"));
+    let ids = id.to_string();
+    // Without sbatch the restart is refused and the task stays as it was.
+    let out = sp
+        .cmd()
+        .env("PATH", "/nonexistent")
+        .args(["restart", &ids])
+        .output()
+        .unwrap();
+    eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("cannot run sbatch"),
+        "{}",
+        stderr(&out)
+    );
+    let info = sp.info(id);
+    eq!(info["state"], json!("exited"));
+    eq!(info["slurm"]["job_id"], json!(first_job));
+    eq!(sp.ok(["restart", &ids]).trim(), ids);
+    let second_job = sp.job(id);
+    assert!(second_job != first_job, "the same job {first_job} again");
+    eq!(sp.wait(id), 0);
+    let info = sp.info(id);
+    eq!(info["status"], json!("success"));
+    eq!(info["run"], json!(2));
+    eq!(info["runs"].as_array().unwrap().len(), 2);
+    eq!(info["slurm"]["node"], json!(hostname()));
+    eq!(sp.run(["output", &ids]).stdout, b"run 2\n".to_vec());
+    eq!(
+        sp.run(["output", &ids, "--run", "1"]).stdout,
+        b"run 1\n".to_vec()
+    );
+    // Each run's hook ran once, after its end (wait returns once the hooks have run).
+    eq!(
+        std::fs::read_to_string(&hooks).unwrap(),
+        "1 failure\n2 success\n"
+    );
+    eq!(ended_state(first_job), "FAILED");
+    eq!(ended_state(second_job), "COMPLETED");
+    // A live one is refused.
+    let held = sp.submit(&["--slurm-arg=--hold", "-c", "true"]);
+    let out = sp.run(["restart", &held.to_string()]);
+    eq!(code(&out), 1);
+    eq!(
+        stderr(&out).trim(),
+        format!("taskpool: task {held} is queued; restart is refused while it is live")
+    );
+}
+
+#[test]
+fn a_job_slurm_ended_before_its_supervisor_started_runs_its_hooks_once() {
+    let sp = cluster();
+    let marks = sp.scratch().join("hooks");
+    let hook = format!(
+        "echo \"$TASKPOOL_TASK_ID $TASKPOOL_STATUS $TASKPOOL_REASON\" >> {}",
+        marks.display()
+    );
+    // Cancelled while pending, from outside; then many readers at once.
+    let held = sp.submit(&[
+        "--slurm-arg=--hold",
+        "--on-exit",
+        &hook,
+        "--on-failure",
+        &hook,
+        "-c",
+        "true",
+    ]);
+    let job = sp.job(held);
+    assert!(Command::new("scancel")
+        .arg(job.to_string())
+        .status()
+        .unwrap()
+        .success());
+    eq!(ended_state(job), "CANCELLED");
+    let readers: Vec<_> = (0..6)
+        .map(|i| {
+            let args: &[&str] = if i % 2 == 0 {
+                &["ls", "--json"]
+            } else {
+                &["info", "--json"]
+            };
+            let mut c = sp.cmd();
+            c.args(args);
+            if i % 2 == 1 {
+                c.arg(held.to_string());
+            }
+            c.stdout(std::process::Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    for mut r in readers {
+        assert!(r.wait().unwrap().success());
+    }
+    // wait ends once the hooks have run (as for a local task skipped at its gate).
+    eq!(sp.wait(held), 125);
+    let why = format!("Slurm job {job} was cancelled while pending: CANCELLED (JobHeldUser)");
+    let info = sp.info(held);
+    eq!(info["state"], json!("skipped"));
+    eq!(info["reason"], json!(why));
+    eq!(info["slurm"]["state"], json!("CANCELLED"));
+    // on_failure is not for a task that never ran; on_exit ran exactly once.
+    eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        format!("{held} skipped {why}\n")
+    );
+    let report: Value =
+        serde_json::from_str(&sp.ok(["report", &held.to_string(), "--json"])).unwrap();
+    eq!(report["status"], json!("skipped"));
+    eq!(report["hooks"][0]["hook"], json!("on_exit"));
+    eq!(report["hooks"][0]["exit_code"], json!(0));
+    eq!(report["hooks"].as_array().unwrap().len(), 1);
+    // A dependency that can never be met.
+    std::fs::remove_file(&marks).unwrap();
+    let failing = sp.submit(&["-c", "sleep 1; exit 1"]);
+    let never = sp.submit(&[
+        "--after",
+        &failing.to_string(),
+        "--on-exit",
+        &hook,
+        "-c",
+        "true",
+    ]);
+    eq!(sp.wait(failing), 1);
+    eq!(sp.wait(never), 125);
+    let why = format!(
+        "Slurm cancelled job {} (DependencyNeverSatisfied): predecessor task {failing} ended failure",
+        sp.job(never)
+    );
+    eq!(sp.info(never)["reason"], json!(why));
+    eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        format!("{never} skipped {why}\n")
+    );
+    // Listing again runs nothing more.
+    sp.ok(["ls"]);
+    eq!(std::fs::read_to_string(&marks).unwrap().lines().count(), 1);
+}
+
+#[test]
 fn kill_reaches_a_running_job_through_its_socket() {
     let sp = cluster();
     let id = sp.running();

@@ -50,7 +50,16 @@ impl Core {
         self.waker.finish_blocking(&self.pool);
     }
 
+    /// End the task `skipped` with `why` at the first step, without running it: its
+    /// scheduler job ended before a supervisor started it (a launch's `skip`).
+    pub fn skip_at_gate(&mut self, why: String) {
+        self.skip_now = Some(why);
+    }
+
     pub(super) fn gate(&mut self) -> taskpool::Result<Gate> {
+        if let Some(why) = self.skip_now.take() {
+            return Ok(Gate::Skip(why));
+        }
         if self.terminating {
             return Ok(Gate::Skip("cancelled before it ran".into()));
         }

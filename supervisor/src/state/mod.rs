@@ -210,6 +210,9 @@ pub struct Core {
     escalation: Option<Escalation>,
     grace: Duration,
     terminating: bool,
+    /// End the task `skipped` with this reason at the gate, without running it (a launch's
+    /// `skip`: its scheduler job ended before its supervisor started).
+    skip_now: Option<String>,
     leftovers: Leftovers,
     linger_until: Option<Instant>,
     /// A state change that followers have not been told about yet.
@@ -271,6 +274,7 @@ impl Core {
             escalation: None,
             grace,
             terminating: false,
+            skip_now: None,
             leftovers: Leftovers::Done,
             linger_until: None,
             state_changed: false,
