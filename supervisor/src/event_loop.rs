@@ -238,6 +238,9 @@ impl Supervisor {
             }
         }
         if self.revents(LISTENER) != 0 {
+            // Clients found gone above no longer count against the limit: a newcomer that
+            // arrives in the same round as their hangups is served.
+            self.clients.retain(|c| !c.dead);
             let shared = self.core.pool.shared_gid();
             self.accepting =
                 clients::accept_all(&self.listener, shared, &self.hello, &mut self.clients);
