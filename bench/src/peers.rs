@@ -24,9 +24,11 @@ pub fn quiet(cmd: &mut Command) -> bool {
         .unwrap_or(false)
 }
 
-/// A task-spooler server on a private socket (`TS_SOCKET`); killed on drop.
+/// A task-spooler server on a private socket (`TS_SOCKET`); killed on drop. Its jobs' output
+/// files (`ts-out.*`) go to the same directory, so they go with the bench's scratch directory.
 pub struct Tsp {
     sock: PathBuf,
+    dir: PathBuf,
 }
 
 impl Tsp {
@@ -34,6 +36,7 @@ impl Tsp {
     pub fn new(dir: &Path) -> Option<Tsp> {
         installed("tsp").then(|| Tsp {
             sock: dir.join("tsp.sock"),
+            dir: dir.to_path_buf(),
         })
     }
 
@@ -42,7 +45,8 @@ impl Tsp {
         let mut c = Command::new("tsp");
         c.args(args)
             .env("TS_SOCKET", &self.sock)
-            .env("TS_SAVELIST", "/dev/null");
+            .env("TS_SAVELIST", "/dev/null")
+            .env("TMPDIR", &self.dir);
         c.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
