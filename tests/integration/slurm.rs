@@ -4,7 +4,7 @@
 //! CPUs as the machine, one per job), except the time-limit test, which waits a minute or more
 //! beside them on a CPU of its own, and they cancel every job they submitted when they end.
 
-use crate::util::{bin_dir, code, stderr, TestPool};
+use crate::util::{bin_dir, code, fifo, stderr, TestPool};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
@@ -739,12 +739,7 @@ fn a_start_time_maps_to_begin() {
 #[test]
 fn off_the_node_info_output_follow_kill_and_pause_go_through_the_record_files_and_slurm() {
     let sp = cluster();
-    let fifo = sp.scratch().join("go-on");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = fifo(&sp, "go-on");
     let script = format!(
         "echo >&3; echo first; read line < {}; echo second; exec sleep 300",
         fifo.display()
@@ -823,12 +818,7 @@ fn serve_shows_slurm_tasks_follows_them_off_the_node_and_sends_their_changes() {
     let mut events = s.sse("/api/events", &[]);
     eq!(events.status, 200);
     let held = sp.submit(&["--slurm-arg=--hold", "-c", "true"]);
-    let fifo = sp.scratch().join("go-on");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = fifo(&sp, "go-on");
     let id = sp.running_with(&format!(
         "echo >&3; echo first; read line < {}; echo second",
         fifo.display()
